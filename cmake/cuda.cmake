@@ -1,0 +1,38 @@
+# Optional CUDA and NCCL. Found: MOESIM_HAVE_CUDA / MOESIM_HAVE_NCCL are set and the
+# CUDA parts build. Not found: one line says so and everything else builds.
+# CUDA 13 no longer targets sm_70 (V100), so the default architectures are 80 and 90.
+
+set(MOESIM_HAVE_CUDA OFF)
+set(MOESIM_HAVE_NCCL OFF)
+option(MOESIM_CUDA "Build CUDA parts when a toolkit is found" ON)
+
+if(MOESIM_CUDA)
+  if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
+    set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+  endif()
+  include(CheckLanguage)
+  check_language(CUDA)
+endif()
+
+if(MOESIM_CUDA AND CMAKE_CUDA_COMPILER)
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES 80 90)
+  endif()
+  enable_language(CUDA)
+  find_package(CUDAToolkit REQUIRED)
+  set(MOESIM_HAVE_CUDA ON)
+  if(CUDAToolkit_VERSION VERSION_GREATER_EQUAL 13.0)
+    message(STATUS "moesim: CUDA ${CUDAToolkit_VERSION} found; building for sm_${CMAKE_CUDA_ARCHITECTURES} (sm_70/V100 needs a CUDA 12 toolkit)")
+  else()
+    message(STATUS "moesim: CUDA ${CUDAToolkit_VERSION} found; building for sm_${CMAKE_CUDA_ARCHITECTURES}")
+  endif()
+  find_library(MOESIM_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} /usr/local/cuda/lib64)
+  find_path(MOESIM_NCCL_INCLUDE nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/local/cuda/include)
+  if(MOESIM_NCCL_LIBRARY AND MOESIM_NCCL_INCLUDE)
+    set(MOESIM_HAVE_NCCL ON)
+  else()
+    message(STATUS "moesim: NCCL not found; the NCCL communicator is not built")
+  endif()
+else()
+  message(STATUS "moesim: CUDA not found; building CPU-only (kernels' CUDA versions and NCCL are skipped)")
+endif()

@@ -1,0 +1,124 @@
+// Closed-form memory accounting; conventions in memory.hpp.
+#include "src/accounting/memory.hpp"
+
+#include <algorithm>
+
+#include "src/accounting/capacity.hpp"
+#include "src/accounting/params.hpp"
+
+namespace moesim {
+
+int bytes_of(DType d) { return d == DType::fp32 ? 4 : 2; }
+
+namespace {
+
+// Dropout masks are one byte per element (PyTorch bool).
+constexpr double kMaskBytes = 1.0;
+// Softmax statistics (log-sum-exp) of fused attention are kept in fp32.
+constexpr double kFp32Bytes = 4.0;
+
+}  // namespace
+
+LayerActivations layer_activations(const ModelSpec& m, const Plan& p, int layer) {
+  LayerActivations a;
+  const double e = bytes_of(p.precision), t = p.tp;
+  const double sb = static_cast<double>(m.seq_len) * p.mbs;
+  const double h = static_cast<double>(m.d_model);
+  const double q = static_cast<double>(m.heads * m.head_dim), kv = static_cast<double>(m.kv_heads * m.head_dim);
+  const double scores = static_cast<double>(m.heads) * static_cast<double>(m.seq_len) * sb;  // a s^2 b
+
+  // Attention: norm input and QKV input (replicated over tp), Q, K, V and the
+  // projection input (split), the post-projection dropout mask (replicated).
+  a.attention = 2 * e * sb * h + e * sb * (q + 2 * kv) / t + e * sb * q / t + kMaskBytes * sb * h;
+  bool keep_scores = p.attention == AttentionImpl::unfused && p.recompute == Recompute::none;
+  if (keep_scores) a.attention += (2 * e + kMaskBytes) * scores / t;  // softmax out, dropout mask, dropout out
+  if (p.attention == AttentionImpl::flash) a.attention += kFp32Bytes * static_cast<double>(m.heads) * sb / t;
+
+  // FFN: norm input and fc1 input (replicated), activation input(s) and fc2 input (split), mask.
+  auto ffn_inner = [&](double tokens, double hidden, Activation act) {
+    double act_inputs = act == Activation::swiglu ? 2.0 : 1.0;
+    return e * tokens * hidden * (act_inputs + 1.0) / t;
+  };
+  a.ffn = 2 * e * sb * h + kMaskBytes * sb * h;
+  if (!m.is_moe_layer(layer)) {
+    a.ffn += ffn_inner(sb, static_cast<double>(m.ffn_dim), m.activation);
+    return a;
+  }
+  const MoeSpec& moe = m.moe;
+  const double slots = static_cast<double>(expert_slots(moe, static_cast<std::int64_t>(sb)));
+  a.ffn += bytes_of(moe.gate_precision) * sb * moe.experts;  // gate probabilities
+  a.ffn += 2 * e * slots * h;                                 // expert inputs and outputs
+  a.ffn += ffn_inner(slots, static_cast<double>(m.expert_ffn()), m.expert_act());
+  if (moe.shared_experts > 0) a.ffn += moe.shared_experts * ffn_inner(sb, static_cast<double>(m.shared_ffn()), m.expert_act());
+  return a;
+}
+
+double in_flight_micro_batches(const Plan& p, int stage) {
+  const double m = static_cast<double>(p.micro_batches());
+  switch (p.schedule) {
+    case Schedule::gpipe: return m;
+    case Schedule::one_f_one_b: return std::min(static_cast<double>(p.pp - stage), m);
+    case Schedule::interleaved: {
+      // Megatron's warm-up: 2 (pp - stage - 1) + (vpp - 1) pp chunks, plus the one in 1F1B;
+      // expressed in whole-stage micro-batches (a chunk is 1/vpp of the stage's layers).
+      double chunks = 2.0 * (p.pp - stage - 1) + static_cast<double>(p.vpp - 1) * p.pp + 1.0;
+      chunks = std::min(chunks, m * p.vpp);
+      return chunks / p.vpp;
+    }
+  }
+  return m;
+}
+
+std::vector<StageMemory> memory_per_stage(const ModelSpec& m, const Plan& p) {
+  std::vector<StageMemory> out;
+  const double w = bytes_of(p.precision);
+  const double dp = p.dp, edp = p.edp();
+  for (const StageParams& sp : params_per_stage(m, p)) {
+    StageMemory sm;
+    sm.stage = sp.stage;
+    MemoryBreakdown& b = sm.bytes;
+    const double ne = static_cast<double>(sp.non_expert), ex = static_cast<double>(sp.expert);
+    // Each state is sharded from its ZeRO stage on: 1 optimizer (+master), 2 gradients, 3 weights.
+    auto held = [&](int from_stage) { return p.zero >= from_stage ? ne / dp + ex / edp : ne + ex; };
+    b.weights = w * held(3);
+    b.grads = w * held(2);
+    b.master = p.master_weights ? 4.0 * held(1) : 0.0;
+    b.optimizer = 2.0 * bytes_of(p.optimizer_dtype) * held(1);
+
+    double per_micro_batch = 0, largest_layer = 0;
+    for (int layer : sp.layers) {
+      double a = layer_activations(m, p, layer).total();
+      per_micro_batch += a;
+      largest_layer = std::max(largest_layer, a);
+    }
+    const double sb = static_cast<double>(m.seq_len) * p.mbs;
+    if (p.recompute == Recompute::full) {
+      // Only each layer's input is kept; backward recomputes one layer at a time.
+      per_micro_batch = static_cast<double>(sp.layers.size()) * w * sb * static_cast<double>(m.d_model);
+    }
+    sm.in_flight_micro_batches = in_flight_micro_batches(p, sp.stage);
+    b.activations = per_micro_batch * sm.in_flight_micro_batches;
+    if (p.recompute == Recompute::full) b.activations += largest_layer;
+    if (sp.stage == p.pp - 1) {
+      // Output head: its input, and fp32 logits for the loss (vocabulary split over tp).
+      b.activations += w * sb * static_cast<double>(m.d_model) + kFp32Bytes * sb * static_cast<double>(m.vocab) / p.tp;
+    }
+    if (m.is_moe()) {
+      bool has_moe = std::any_of(sp.layers.begin(), sp.layers.end(), [&](int l) { return m.is_moe_layer(l); });
+      if (has_moe)
+        b.dispatch_buffers = 2 * w * static_cast<double>(expert_slots(m.moe, static_cast<std::int64_t>(sb))) *
+                             static_cast<double>(m.d_model);
+    }
+    out.push_back(sm);
+  }
+  return out;
+}
+
+StageMemory peak_memory(const ModelSpec& m, const Plan& p) {
+  auto stages = memory_per_stage(m, p);
+  return *std::max_element(stages.begin(), stages.end(), [](const StageMemory& a, const StageMemory& b) {
+    return a.bytes.total() < b.bytes.total();
+  });
+}
+
+}  // namespace moesim

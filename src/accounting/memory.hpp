@@ -1,0 +1,55 @@
+// Memory per rank in closed form: weights, gradients, master weights and optimizer state
+// by precision and ZeRO stage (non-expert weights shard over the data-parallel group,
+// expert weights over their own expert-data-parallel group), activations per layer with
+// and without recomputation (after Korthikanti et al., "Reducing Activation Recomputation
+// in Large Transformer Models", generalised to GQA, SwiGLU and MoE), in-flight
+// micro-batches of the pipeline schedule, and the all-to-all dispatch buffers.
+// Bytes throughout. The simulator refines the activation peak from its timeline.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "src/model/model_spec.hpp"
+#include "src/plan/plan.hpp"
+
+namespace moesim {
+
+int bytes_of(DType d);
+
+struct MemoryBreakdown {
+  double weights = 0;
+  double grads = 0;
+  double master = 0;     // fp32 master weights under fp16/bf16
+  double optimizer = 0;  // Adam's two moments
+  double activations = 0;
+  double dispatch_buffers = 0;  // one MoE layer's all-to-all send+receive buffers (reused)
+
+  double states() const { return weights + grads + master + optimizer; }
+  double total() const { return states() + activations + dispatch_buffers; }
+};
+
+// Activations saved for backward by one layer for one micro-batch on one tp rank.
+struct LayerActivations {
+  double attention = 0;  // attention block incl. its norm input and dropout mask
+  double ffn = 0;        // FFN or MoE block incl. its norm input and dropout mask
+  double total() const { return attention + ffn; }
+};
+
+LayerActivations layer_activations(const ModelSpec& model, const Plan& plan, int layer);
+
+struct StageMemory {
+  int stage = 0;
+  double in_flight_micro_batches = 0;  // micro-batches whose activations a stage holds at its peak
+  MemoryBreakdown bytes;
+};
+
+// Memory of one rank of each pipeline stage.
+std::vector<StageMemory> memory_per_stage(const ModelSpec& model, const Plan& plan);
+// The stage whose rank needs the most memory.
+StageMemory peak_memory(const ModelSpec& model, const Plan& plan);
+
+// Micro-batches (of a chunk of layers, for interleaved) in flight on `stage` at the peak.
+double in_flight_micro_batches(const Plan& plan, int stage);
+
+}  // namespace moesim

@@ -1,0 +1,136 @@
+// Closed-form parameter counts. Tensor parallelism follows Megatron: q/k/v and fc1 are
+// column-parallel (weights and biases split), o and fc2 row-parallel (weights split,
+// output bias replicated), embeddings vocabulary-parallel, norms and routers replicated.
+#include "src/accounting/params.hpp"
+
+namespace moesim {
+namespace {
+
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+std::int64_t ParamBreakdown::total() const {
+  return embedding + positions + attention + norms + dense_ffn + router + shared_experts + routed_experts + output_head;
+}
+
+std::int64_t attention_params(const ModelSpec& m, int tp) {
+  const std::int64_t d = m.d_model, h = m.heads;
+  if (m.mla) {
+    // DeepSeek-V2/V3: q = W_qb(norm(W_qa x)) or W_q x; [c_kv, k_rope] = W_kva x;
+    // [k_nope, v] = W_kvb(norm(c_kv)); heads split over tp, the down-projections replicated.
+    const MlaSpec& a = *m.mla;
+    const std::int64_t qk = a.qk_nope_head_dim + a.qk_rope_head_dim;
+    std::int64_t q = a.q_lora_rank > 0 ? d * a.q_lora_rank + a.q_lora_rank + a.q_lora_rank * h * qk / tp
+                                       : d * h * qk / tp;
+    std::int64_t kv = d * (a.kv_lora_rank + a.qk_rope_head_dim) + a.kv_lora_rank +
+                      a.kv_lora_rank * h * (a.qk_nope_head_dim + a.v_head_dim) / tp;
+    std::int64_t o = h * a.v_head_dim * d / tp;
+    return q + kv + o + (m.bias ? d : 0);
+  }
+  const std::int64_t q = h * m.head_dim, kv = m.kv_heads * m.head_dim;
+  std::int64_t w = d * (q + 2 * kv) / tp + q * d / tp;
+  std::int64_t b = (m.bias || m.qkv_bias) ? (q + 2 * kv) / tp : 0;
+  if (m.bias) b += d;
+  std::int64_t norm = 0;  // qk-norms are gains only (RMSNorm)
+  if (m.qk_norm == QkNorm::per_head) norm = 2 * m.head_dim;
+  if (m.qk_norm == QkNorm::full) norm = (q + kv) / tp;
+  return w + b + norm;
+}
+
+std::int64_t norm_params(const ModelSpec& m) {
+  return m.norm == Norm::layernorm ? 2 * m.d_model : m.d_model;
+}
+
+std::int64_t ffn_params(std::int64_t d, std::int64_t hidden, Activation act, bool bias, int tp) {
+  const std::int64_t h = hidden / tp;
+  if (act == Activation::swiglu) return 3 * d * h + (bias ? 2 * h + d : 0);
+  return 2 * d * h + (bias ? h + d : 0);
+}
+
+std::int64_t dense_ffn_params(const ModelSpec& m, int tp) {
+  return ffn_params(m.d_model, m.ffn_dim, m.activation, m.bias, tp);
+}
+
+std::int64_t expert_ffn_params(const ModelSpec& m, int tp) {
+  return ffn_params(m.d_model, m.expert_ffn(), m.expert_act(), m.expert_has_bias(), tp);
+}
+
+std::int64_t shared_expert_params(const ModelSpec& m, int tp) {
+  return ffn_params(m.d_model, m.shared_ffn(), m.expert_act(), m.expert_has_bias(), tp);
+}
+
+std::int64_t router_params(const ModelSpec& m) {
+  return m.d_model * m.moe.experts + (m.moe.gate_bias ? m.moe.experts : 0);
+}
+
+namespace {
+
+// Adds one layer's parameters as held by a rank with the given tp and experts_here
+// routed experts of that layer.
+void add_layer(const ModelSpec& m, int layer, int tp, int experts_here, ParamBreakdown& b) {
+  b.attention += attention_params(m, tp);
+  b.norms += 2 * norm_params(m);
+  if (!m.is_moe_layer(layer)) {
+    b.dense_ffn += dense_ffn_params(m, tp);
+    return;
+  }
+  b.router += router_params(m);
+  b.shared_experts += m.moe.shared_experts * shared_expert_params(m, tp);
+  b.routed_experts += experts_here * expert_ffn_params(m, tp);
+}
+
+void finish(const ModelSpec& m, bool first, bool last, int tp, ParamBreakdown& b) {
+  const std::int64_t vocab_rows = ceil_div(m.vocab, tp);
+  if (first) {
+    b.embedding += vocab_rows * m.d_model;
+    if (m.positions == Positions::learned) b.positions += m.max_positions * m.d_model;
+  }
+  if (last) {
+    if (m.final_norm) b.norms += norm_params(m);
+    // Untied: its own head. Tied on a later stage: a copy of the embedding for the head.
+    if (!m.tied_embeddings || !first) b.output_head += vocab_rows * m.d_model;
+  }
+}
+
+}  // namespace
+
+ParamCounts count_params(const ModelSpec& m) {
+  ParamCounts c;
+  for (int i = 0; i < m.layers; ++i) add_layer(m, i, 1, m.is_moe() ? m.moe.experts : 0, c.by_kind);
+  finish(m, true, true, 1, c.by_kind);
+  c.total = c.by_kind.total();
+  c.expert = c.by_kind.expert();
+  c.non_expert = c.by_kind.non_expert();
+  c.per_expert = m.is_moe() ? expert_ffn_params(m, 1) : 0;
+  c.active = c.non_expert + static_cast<std::int64_t>(m.moe_layer_count()) * m.moe.top_k * c.per_expert;
+  return c;
+}
+
+std::vector<int> stage_layers(const ModelSpec& m, const Plan& p, int stage) {
+  const int chunks = p.pp * p.vpp;
+  const int per_chunk = m.layers / chunks;
+  std::vector<int> out;
+  for (int chunk = stage; chunk < chunks; chunk += p.pp)
+    for (int i = 0; i < per_chunk; ++i) out.push_back(chunk * per_chunk + i);
+  return out;
+}
+
+std::vector<StageParams> params_per_stage(const ModelSpec& m, const Plan& p) {
+  std::vector<StageParams> stages;
+  const int experts_here = m.is_moe() ? m.moe.experts / p.ep : 0;
+  for (int s = 0; s < p.pp; ++s) {
+    StageParams sp;
+    sp.stage = s;
+    sp.layers = stage_layers(m, p, s);
+    for (int layer : sp.layers) add_layer(m, layer, p.tp, experts_here, sp.by_kind);
+    finish(m, s == 0, s == p.pp - 1, p.tp, sp.by_kind);
+    sp.total = sp.by_kind.total();
+    sp.expert = sp.by_kind.expert();
+    sp.non_expert = sp.by_kind.non_expert();
+    stages.push_back(std::move(sp));
+  }
+  return stages;
+}
+
+}  // namespace moesim

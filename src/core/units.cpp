@@ -1,0 +1,81 @@
+// Unit parsing for config values; the only place where unit prefixes become factors.
+#include "src/core/units.hpp"
+
+#include <array>
+#include <charconv>
+#include <cmath>
+#include <string>
+#include <utility>
+
+namespace moesim {
+namespace {
+
+struct Unit {
+  std::string_view name;
+  double factor;
+};
+
+constexpr std::array kBytes{
+    Unit{"B", 1.0},      Unit{"KB", 1e3},     Unit{"MB", 1e6},     Unit{"GB", 1e9},
+    Unit{"TB", 1e12},    Unit{"KiB", 1024.0}, Unit{"MiB", 1048576.0}, Unit{"GiB", 1073741824.0},
+    Unit{"TiB", 1099511627776.0}};
+constexpr std::array kSeconds{Unit{"s", 1.0}, Unit{"ms", 1e-3}, Unit{"us", 1e-6}, Unit{"ns", 1e-9}};
+constexpr std::array kBandwidth{
+    Unit{"Bps", 1.0},     Unit{"KBps", 1e3},    Unit{"MBps", 1e6},   Unit{"GBps", 1e9},
+    Unit{"TBps", 1e12},   Unit{"B/s", 1.0},     Unit{"KB/s", 1e3},   Unit{"MB/s", 1e6},
+    Unit{"GB/s", 1e9},    Unit{"TB/s", 1e12},   Unit{"bps", 0.125},  Unit{"Kbps", 125.0},
+    Unit{"Mbps", 1.25e5}, Unit{"Gbps", 1.25e8}, Unit{"Tbps", 1.25e11}, Unit{"b/s", 0.125},
+    Unit{"Gb/s", 1.25e8}, Unit{"Tb/s", 1.25e11}};
+constexpr std::array kFlops{Unit{"FLOPS", 1.0},     Unit{"GFLOPS", 1e9},  Unit{"TFLOPS", 1e12},
+                            Unit{"PFLOPS", 1e15},   Unit{"FLOP/s", 1.0},  Unit{"GFLOP/s", 1e9},
+                            Unit{"TFLOP/s", 1e12},  Unit{"PFLOP/s", 1e15}};
+
+template <std::size_t N>
+std::optional<double> factor_of(std::string_view unit, const std::array<Unit, N>& units) {
+  for (const Unit& u : units)
+    if (u.name == unit) return u.factor;
+  return std::nullopt;
+}
+
+std::optional<double> factor_for(std::string_view unit, Dimension dim) {
+  switch (dim) {
+    case Dimension::bytes: return factor_of(unit, kBytes);
+    case Dimension::seconds: return factor_of(unit, kSeconds);
+    case Dimension::bandwidth: return factor_of(unit, kBandwidth);
+    case Dimension::flops: return factor_of(unit, kFlops);
+  }
+  return std::nullopt;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
+std::optional<double> parse_quantity(std::string_view text, Dimension dim) {
+  text = trim(text);
+  double number = 0.0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
+  if (ec != std::errc() || end == text.data()) return std::nullopt;
+  std::string_view unit = trim(std::string_view(end, static_cast<std::size_t>(text.data() + text.size() - end)));
+  auto factor = factor_for(unit, dim);
+  if (!factor) return std::nullopt;
+  double value = number * *factor;
+  if (!std::isfinite(value) || value < 0.0) return std::nullopt;
+  return value;
+}
+
+std::string_view unit_example(Dimension dim) {
+  switch (dim) {
+    case Dimension::bytes: return "a size such as \"80GiB\" or \"40GB\"";
+    case Dimension::seconds: return "a time such as \"2.5us\" or \"1ms\"";
+    case Dimension::bandwidth: return "a bandwidth such as \"300GBps\" or \"200Gbps\"";
+    case Dimension::flops: return "a rate such as \"312TFLOPS\"";
+  }
+  return "";
+}
+
+}  // namespace moesim

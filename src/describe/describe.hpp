@@ -1,0 +1,26 @@
+// `moesim describe`: a model (with an optional plan and cluster) to parameter counts,
+// FLOPs per iteration and memory per rank, as one JSON document or a human table.
+// Field names are a contract (docs/describe.md).
+#pragma once
+
+#include <optional>
+#include <ostream>
+
+#include <nlohmann/json.hpp>
+
+#include "src/cluster/cluster_spec.hpp"
+#include "src/model/model_spec.hpp"
+#include "src/plan/plan.hpp"
+
+namespace moesim {
+
+struct DescribeInput {
+  ModelSpec model;
+  std::optional<Plan> plan;
+  std::optional<ClusterSpec> cluster;
+};
+
+nlohmann::ordered_json describe_json(const DescribeInput& in);
+void describe_text(const DescribeInput& in, std::ostream& out);
+
+}  // namespace moesim

@@ -1,0 +1,169 @@
+// Plan parsing (file and inline forms), writing, and validation against model and cluster.
+#include "src/plan/plan.hpp"
+
+#include <charconv>
+#include <filesystem>
+#include <set>
+
+#include "src/core/json_reader.hpp"
+#include "src/model/enum_names.hpp"
+
+namespace moesim {
+namespace {
+
+using names::kDTypes;
+constexpr std::pair<std::string_view, Recompute> kRecompute[] = {
+    {"none", Recompute::none}, {"selective", Recompute::selective}, {"full", Recompute::full}};
+constexpr std::pair<std::string_view, Schedule> kSchedules[] = {
+    {"gpipe", Schedule::gpipe}, {"1f1b", Schedule::one_f_one_b}, {"interleaved", Schedule::interleaved}};
+constexpr std::pair<std::string_view, AttentionImpl> kAttention[] = {
+    {"unfused", AttentionImpl::unfused}, {"flash", AttentionImpl::flash}};
+constexpr std::pair<std::string_view, ExpertPlacement> kPlacement[] = {
+    {"contiguous", ExpertPlacement::contiguous}, {"round_robin", ExpertPlacement::round_robin}};
+
+// Keys whose inline values are integers; everything else stays a string, except booleans.
+const std::set<std::string, std::less<>> kIntegerKeys{"dp", "tp", "pp", "ep", "mbs", "gbs", "zero", "vpp"};
+const std::set<std::string, std::less<>> kBooleanKeys{"master_weights"};
+
+constexpr std::int64_t kMaxDegree = 1 << 20;
+
+}  // namespace
+
+Plan plan_from_json(const nlohmann::json& doc, const std::string& file) {
+  ObjectReader r(doc, file);
+  Plan p;
+  p.dp = static_cast<int>(r.integer_or("dp", 1, 1, kMaxDegree));
+  p.tp = static_cast<int>(r.integer_or("tp", 1, 1, kMaxDegree));
+  p.pp = static_cast<int>(r.integer_or("pp", 1, 1, kMaxDegree));
+  p.ep = static_cast<int>(r.integer_or("ep", 1, 1, kMaxDegree));
+  p.mbs = static_cast<int>(r.integer_or("mbs", 1, 1, 1 << 16));
+  p.gbs = r.integer_or("gbs", 0, 1, INT64_C(1) << 40);
+  p.zero = static_cast<int>(r.integer_or("zero", 0, 0, 3));
+  p.recompute = r.choice_or("recompute", Recompute::none, kRecompute);
+  p.schedule = r.choice_or("schedule", Schedule::one_f_one_b, kSchedules);
+  p.vpp = static_cast<int>(r.integer_or("vpp", 1, 1, 1024));
+  p.precision = r.choice_or("precision", DType::fp32, kDTypes);
+  p.master_weights = r.boolean_or("master_weights", p.precision != DType::fp32);
+  p.optimizer_dtype = r.choice_or("optimizer_dtype", DType::fp32, kDTypes);
+  p.attention = r.choice_or("attention", AttentionImpl::unfused, kAttention);
+  p.placement = r.choice_or("placement", ExpertPlacement::contiguous, kPlacement);
+  r.finish();
+
+  auto fail = [&](const char* field, const std::string& msg) { throw InputError(file, field, msg); };
+  if (static_cast<std::int64_t>(p.dp) * p.tp * p.pp > kMaxDegree)
+    fail("dp", "expected dp*tp*pp <= " + std::to_string(kMaxDegree));
+  if (p.dp % p.ep != 0)
+    fail("ep", "expected a divisor of dp (" + std::to_string(p.dp) + "): experts are sharded inside the data-parallel group, got " + std::to_string(p.ep));
+  std::int64_t per_step = static_cast<std::int64_t>(p.dp) * p.mbs;
+  if (p.gbs > 0 && p.gbs % per_step != 0)
+    fail("gbs", "expected a multiple of dp*mbs (" + std::to_string(per_step) + "), got " + std::to_string(p.gbs));
+  if (p.schedule == Schedule::interleaved && p.vpp < 2) fail("vpp", "expected at least 2 virtual stages with schedule interleaved");
+  if (p.schedule != Schedule::interleaved && p.vpp != 1) fail("vpp", "expected 1 unless schedule is interleaved");
+  if (p.schedule == Schedule::interleaved && p.micro_batches() % p.pp != 0)
+    fail("gbs", "expected micro-batches (" + std::to_string(p.micro_batches()) + ") divisible by pp (" +
+                    std::to_string(p.pp) + ") for the interleaved schedule");
+  if (p.precision == DType::fp32 && p.master_weights) fail("master_weights", "expected false with precision fp32");
+  return p;
+}
+
+Plan parse_inline_plan(const std::string& text) {
+  const std::string source = "--plan '" + text + "'";
+  nlohmann::json doc = nlohmann::json::object();
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    std::size_t comma = rest.find(',');
+    std::string_view item = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    if (comma != std::string_view::npos && rest.empty()) throw InputError(source, "", "expected key=value after the last ','");
+    std::size_t eq = item.find('=');
+    if (eq == std::string_view::npos || eq == 0 || eq + 1 == item.size())
+      throw InputError(source, std::string(item), "expected key=value");
+    std::string key(item.substr(0, eq));
+    std::string_view value = item.substr(eq + 1);
+    if (doc.contains(key)) throw InputError(source, key, "given twice");
+    if (kIntegerKeys.contains(key)) {
+      std::int64_t v = 0;
+      auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+      if (ec != std::errc() || end != value.data() + value.size())
+        throw InputError(source, key, "expected an integer, got '" + std::string(value) + "'");
+      doc[key] = v;
+    } else if (kBooleanKeys.contains(key)) {
+      if (value == "true" || value == "1") doc[key] = true;
+      else if (value == "false" || value == "0") doc[key] = false;
+      else throw InputError(source, key, "expected true or false, got '" + std::string(value) + "'");
+    } else {
+      doc[key] = std::string(value);
+    }
+  }
+  return plan_from_json(doc, source);
+}
+
+Plan load_plan(const std::string& file_or_inline) {
+  std::error_code ec;
+  if (file_or_inline.find('=') != std::string::npos && !std::filesystem::exists(file_or_inline, ec))
+    return parse_inline_plan(file_or_inline);
+  return plan_from_json(read_json_file(file_or_inline), file_or_inline);
+}
+
+nlohmann::ordered_json plan_to_json(const Plan& p) {
+  nlohmann::ordered_json j;
+  j["dp"] = p.dp;
+  j["tp"] = p.tp;
+  j["pp"] = p.pp;
+  j["ep"] = p.ep;
+  j["mbs"] = p.mbs;
+  j["gbs"] = p.global_batch();
+  j["zero"] = p.zero;
+  j["recompute"] = to_string(p.recompute);
+  j["schedule"] = to_string(p.schedule);
+  j["vpp"] = p.vpp;
+  j["precision"] = to_string(p.precision);
+  j["master_weights"] = p.master_weights;
+  j["optimizer_dtype"] = to_string(p.optimizer_dtype);
+  j["attention"] = to_string(p.attention);
+  j["placement"] = to_string(p.placement);
+  return j;
+}
+
+std::string plan_to_inline(const Plan& p) {
+  std::string out;
+  for (const auto& [key, value] : plan_to_json(p).items()) {
+    if (!out.empty()) out += ',';
+    out += key + "=" + (value.is_string() ? value.get<std::string>() : value.dump());
+  }
+  return out;
+}
+
+void check_plan(const Plan& p, const ModelSpec& m, const std::string& source) {
+  auto fail = [&](const char* field, const std::string& msg) { throw InputError(source, field, msg); };
+  auto divides = [&](const char* field, std::int64_t by, std::int64_t what, const std::string& what_name) {
+    if (what % by != 0)
+      fail(field, "expected a divisor of " + what_name + " (" + std::to_string(what) + "), got " + std::to_string(by));
+  };
+  divides("tp", p.tp, m.heads, "the model's heads");
+  divides("tp", p.tp, m.kv_heads, "the model's kv_heads");
+  divides("tp", p.tp, m.ffn_dim, "the model's ffn_dim");
+  divides("pp", static_cast<std::int64_t>(p.pp) * p.vpp, m.layers, "the model's layers (pp*vpp)");
+  if (p.ep > 1 && !m.is_moe()) fail("ep", "expected 1 for a dense model, got " + std::to_string(p.ep));
+  if (m.is_moe()) {
+    divides("ep", p.ep, m.moe.experts, "the model's experts");
+    divides("tp", p.tp, m.expert_ffn(), "the model's expert_ffn_dim");
+    if (m.moe.shared_experts > 0) divides("tp", p.tp, m.shared_ffn(), "the model's shared_expert_ffn_dim");
+  }
+}
+
+void check_plan(const Plan& p, const ClusterSpec& c, const std::string& source) {
+  if (p.world() > c.total_gpus())
+    throw InputError(source, "dp", "expected dp*tp*pp (" + std::to_string(p.world()) + ") at most the cluster's " +
+                                       std::to_string(c.total_gpus()) + " GPUs");
+  bool volta = c.gpu == GpuModel::v100_sxm2_16gb || c.gpu == GpuModel::v100_sxm2_32gb;
+  if (volta && (p.precision == DType::bf16 || p.optimizer_dtype == DType::bf16))
+    throw InputError(source, "precision", "expected fp32 or fp16 on V100 (Volta has no bf16), got bf16");
+}
+
+const char* to_string(Recompute r) { return name_of(r, kRecompute); }
+const char* to_string(Schedule s) { return name_of(s, kSchedules); }
+const char* to_string(AttentionImpl a) { return name_of(a, kAttention); }
+const char* to_string(ExpertPlacement p) { return name_of(p, kPlacement); }
+
+}  // namespace moesim

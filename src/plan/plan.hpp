@@ -1,0 +1,63 @@
+// Plan: how a model is split over GPUs (dp, tp, pp, ep), batched, sharded (ZeRO/FSDP),
+// scheduled and recomputed. From a JSON file or inline ("dp=2,tp=2,pp=2,ep=4,mbs=1,gbs=64");
+// check_plan() validates it against a model and a cluster.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "src/cluster/cluster_spec.hpp"
+#include "src/model/model_spec.hpp"
+
+namespace moesim {
+
+enum class Recompute { none, selective, full };
+enum class Schedule { gpipe, one_f_one_b, interleaved };
+enum class AttentionImpl { unfused, flash };  // unfused stores the s x s scores for backward
+enum class ExpertPlacement { contiguous, round_robin };
+
+struct Plan {
+  int dp = 1;
+  int tp = 1;
+  int pp = 1;
+  int ep = 1;     // expert-parallel group, carved out of the data-parallel group
+  int mbs = 1;    // micro-batch size, sequences
+  std::int64_t gbs = 0;  // global batch, sequences; 0 = dp * mbs
+  int zero = 0;   // 0 none, 1 optimizer, 2 + gradients, 3 + weights (FSDP)
+  Recompute recompute = Recompute::none;
+  Schedule schedule = Schedule::one_f_one_b;
+  int vpp = 1;    // virtual stages per pipeline rank (interleaved)
+  DType precision = DType::fp32;
+  bool master_weights = true;         // fp32 master copy under fp16/bf16
+  DType optimizer_dtype = DType::fp32;  // Adam moments (fairseq --fp16-adam-stats: fp16)
+  AttentionImpl attention = AttentionImpl::unfused;
+  ExpertPlacement placement = ExpertPlacement::contiguous;
+
+  int world() const { return dp * tp * pp; }
+  int edp() const { return dp / ep; }  // expert-data-parallel group: replicas of each expert
+  std::int64_t global_batch() const { return gbs > 0 ? gbs : static_cast<std::int64_t>(dp) * mbs; }
+  std::int64_t micro_batches() const { return global_batch() / (static_cast<std::int64_t>(dp) * mbs); }
+};
+
+// Inline form: comma-separated key=value with the keys of the file form.
+Plan parse_inline_plan(const std::string& text);
+Plan plan_from_json(const nlohmann::json& doc, const std::string& file);
+// A path to an existing file is read as JSON; anything with '=' is parsed inline.
+Plan load_plan(const std::string& file_or_inline);
+nlohmann::ordered_json plan_to_json(const Plan& plan);
+std::string plan_to_inline(const Plan& plan);
+
+// Rejects a plan that does not divide the model or does not fit the cluster, naming
+// the plan field and the reason. `source` names the plan in messages.
+void check_plan(const Plan& plan, const ModelSpec& model, const std::string& source);
+void check_plan(const Plan& plan, const ClusterSpec& cluster, const std::string& source);
+
+const char* to_string(Recompute r);
+const char* to_string(Schedule s);
+const char* to_string(AttentionImpl a);
+const char* to_string(ExpertPlacement p);
+
+}  // namespace moesim
