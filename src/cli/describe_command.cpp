@@ -3,10 +3,7 @@
 #include <memory>
 
 #include "src/cli/commands.hpp"
-#include "src/cluster/cluster_spec.hpp"
 #include "src/describe/describe.hpp"
-#include "src/model/model_json.hpp"
-#include "src/plan/plan.hpp"
 
 namespace moesim::cli {
 
@@ -27,14 +24,7 @@ Command add_describe(CLI::App& app) {
   cmd->add_option("--cluster", args->cluster, "cluster JSON (configs/clusters/*.json): checks the plan fits it");
   cmd->add_flag("--json", args->json, "print one JSON document on stdout");
   return {cmd, [args]() {
-    DescribeInput in;
-    in.model = load_model(args->model);
-    if (!args->cluster.empty()) in.cluster = load_cluster(args->cluster);
-    if (!args->plan.empty()) {
-      in.plan = load_plan(args->plan);
-      check_plan(*in.plan, in.model, args->plan);
-      if (in.cluster) check_plan(*in.plan, *in.cluster, args->plan);
-    }
+    const DescribeInput in = load_describe_input(args->model, args->plan, args->cluster);
     if (args->json)
       std::cout << describe_json(in).dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
     else

@@ -56,18 +56,18 @@ ClusterSpec cluster_from_json(const nlohmann::json& doc, const std::string& file
   c.nodes = static_cast<int>(r.integer("nodes", 1, 65536));
   c.fabric = r.choice("fabric", kFabrics);
   c.pcie_bandwidth = r.quantity("pcie_bandwidth", Dimension::bandwidth);
-  c.pcie_latency = r.quantity("pcie_latency", Dimension::seconds);
+  c.pcie_latency = r.has("pcie_latency") ? r.quantity("pcie_latency", Dimension::seconds) : 0.0;
   if (c.pcie_bandwidth <= 0) r.fail("pcie_bandwidth", "expected a positive bandwidth");
   if (c.fabric != IntraFabric::pcie) {
     c.nvlink_bandwidth = r.quantity("nvlink_bandwidth", Dimension::bandwidth);
-    c.nvlink_latency = r.quantity("nvlink_latency", Dimension::seconds);
+    c.nvlink_latency = r.has("nvlink_latency") ? r.quantity("nvlink_latency", Dimension::seconds) : 0.0;
     if (c.nvlink_bandwidth <= 0) r.fail("nvlink_bandwidth", "expected a positive bandwidth");
   }
   if (c.fabric == IntraFabric::hybrid_cube_mesh) c.nvlink_peers = read_peers(r, c.gpus_per_node);
   c.nics_per_node = static_cast<int>(r.integer_or("nics_per_node", 0, 0, 64));
   if (c.nics_per_node > 0) {
     c.nic_bandwidth = r.quantity("nic_bandwidth", Dimension::bandwidth);
-    c.nic_latency = r.quantity("nic_latency", Dimension::seconds);
+    c.nic_latency = r.has("nic_latency") ? r.quantity("nic_latency", Dimension::seconds) : 0.0;
     if (c.nic_bandwidth <= 0) r.fail("nic_bandwidth", "expected a positive bandwidth");
   } else if (c.nodes > 1) {
     r.fail("nics_per_node", "expected at least 1 NIC per node for " + std::to_string(c.nodes) + " nodes");

@@ -34,6 +34,8 @@ struct NvlinkPair {
   int links = 0;
 };
 
+// Latencies are optional (0 = not charged by the fabric): per-hop protocol latencies
+// belong to the communication model in profiles/, which knows NCCL's per-protocol figures.
 struct ClusterSpec {
   std::string name;
   std::string source;

@@ -8,6 +8,7 @@
 #include "src/accounting/memory.hpp"
 #include "src/accounting/params.hpp"
 #include "src/core/table.hpp"
+#include "src/model/model_json.hpp"
 
 namespace moesim {
 namespace {
@@ -38,6 +39,19 @@ nlohmann::ordered_json memory_json(const MemoryBreakdown& b) {
 }
 
 }  // namespace
+
+DescribeInput load_describe_input(const std::string& model_path, const std::string& plan,
+                                  const std::string& cluster_path) {
+  DescribeInput in;
+  in.model = load_model(model_path);
+  if (!cluster_path.empty()) in.cluster = load_cluster(cluster_path);
+  if (!plan.empty()) {
+    in.plan = load_plan(plan);
+    check_plan(*in.plan, in.model, plan);
+    if (in.cluster) check_plan(*in.plan, *in.cluster, plan);
+  }
+  return in;
+}
 
 nlohmann::ordered_json describe_json(const DescribeInput& in) {
   const ModelSpec& m = in.model;

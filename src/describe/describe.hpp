@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <ostream>
+#include <string>
 
 #include <nlohmann/json.hpp>
 
@@ -19,6 +20,11 @@ struct DescribeInput {
   std::optional<Plan> plan;
   std::optional<ClusterSpec> cluster;
 };
+
+// Loads and cross-validates the inputs of describe exactly as the CLI does: the model
+// file, an optional plan (file or inline; empty = none) and an optional cluster file.
+DescribeInput load_describe_input(const std::string& model_path, const std::string& plan,
+                                  const std::string& cluster_path);
 
 nlohmann::ordered_json describe_json(const DescribeInput& in);
 void describe_text(const DescribeInput& in, std::ostream& out);

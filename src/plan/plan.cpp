@@ -127,7 +127,8 @@ nlohmann::ordered_json plan_to_json(const Plan& p) {
 
 std::string plan_to_inline(const Plan& p) {
   std::string out;
-  for (const auto& [key, value] : plan_to_json(p).items()) {
+  const nlohmann::ordered_json j = plan_to_json(p);  // items() must not outlive its object
+  for (const auto& [key, value] : j.items()) {
     if (!out.empty()) out += ',';
     out += key + "=" + (value.is_string() ? value.get<std::string>() : value.dump());
   }

@@ -1,0 +1,122 @@
+// Memory closed forms: ZeRO's 16 bytes per parameter and its stage divisions, experts
+// over their own data-parallel group, Korthikanti's activation formulas, in-flight
+// micro-batches of the pipeline schedules.
+#include <gtest/gtest.h>
+
+#include "src/accounting/memory.hpp"
+#include "src/accounting/params.hpp"
+#include "src/model/model_json.hpp"
+
+namespace moesim {
+namespace {
+
+// A dense GPT as in Korthikanti et al.: ffn = 4h, MHA, GELU, learned positions.
+ModelSpec dense_gpt() {
+  ModelSpec m;
+  m.name = "dense";
+  m.layers = 8;
+  m.d_model = 1024;
+  m.heads = 16;
+  m.kv_heads = 16;
+  m.head_dim = 64;
+  m.ffn_dim = 4096;
+  m.vocab = 32000;
+  m.seq_len = 2048;
+  m.max_positions = 2048;
+  m.positions = Positions::learned;
+  validate(m, "test");
+  return m;
+}
+
+MemoryBreakdown states(const ModelSpec& m, const std::string& plan) {
+  return memory_per_stage(m, parse_inline_plan(plan))[0].bytes;
+}
+
+TEST(Memory, MixedPrecisionAdamIs16BytesPerParameter) {
+  const ModelSpec m = dense_gpt();
+  const double P = static_cast<double>(count_params(m).total);
+  const MemoryBreakdown b = states(m, "dp=8,precision=fp16");
+  EXPECT_EQ(b.weights, 2 * P);
+  EXPECT_EQ(b.grads, 2 * P);
+  EXPECT_EQ(b.master + b.optimizer, 12 * P);
+  EXPECT_EQ(b.states(), 16 * P);
+}
+
+TEST(Memory, ZeroStagesDivideAsTheZeroPaperSays) {
+  // ZeRO (Rajbhandari et al. 2020), K = 12: stage 1 (2 + 2 + 12/N), stage 2 (2 + (2 + 12)/N),
+  // stage 3 ((2 + 2 + 12)/N) bytes per parameter.
+  const ModelSpec m = dense_gpt();
+  const double P = static_cast<double>(count_params(m).total), N = 8;
+  EXPECT_DOUBLE_EQ(states(m, "dp=8,precision=bf16,zero=1").states(), (4 + 12 / N) * P);
+  EXPECT_DOUBLE_EQ(states(m, "dp=8,precision=bf16,zero=2").states(), (2 + 14 / N) * P);
+  EXPECT_DOUBLE_EQ(states(m, "dp=8,precision=bf16,zero=3").states(), 16 / N * P);
+  EXPECT_DOUBLE_EQ(states(m, "dp=8,precision=fp32,zero=0").states(), 16 * P);  // 4 + 4 + 8
+}
+
+TEST(Memory, ExpertStatesShardOverTheirOwnDataParallelGroup) {
+  const ModelSpec m = load_model("configs/models/fairseq-moe-4.1b.json");
+  // dp=8, ep=4: each expert is replicated on edp = 2 ranks.
+  const auto stage = params_per_stage(m, parse_inline_plan("dp=8,ep=4"))[0];
+  const double ne = static_cast<double>(stage.non_expert), ex = static_cast<double>(stage.expert);
+  const MemoryBreakdown z1 = states(m, "dp=8,ep=4,precision=fp16,zero=1");
+  EXPECT_DOUBLE_EQ(z1.master + z1.optimizer, 12 * (ne / 8 + ex / 2));
+  EXPECT_DOUBLE_EQ(z1.weights, 2 * (ne + ex));
+  const MemoryBreakdown z3 = states(m, "dp=8,ep=4,precision=fp16,zero=3");
+  EXPECT_DOUBLE_EQ(z3.states(), 16 * (ne / 8 + ex / 2));
+  // fairseq --memory-efficient-fp16 --fp16-adam-stats: no master copy, fp16 moments: 8 bytes.
+  const MemoryBreakdown fs = states(m, "dp=8,ep=8,precision=fp16,master_weights=false,optimizer_dtype=fp16,zero=3");
+  const auto s8 = params_per_stage(m, parse_inline_plan("dp=8,ep=8"))[0];
+  EXPECT_DOUBLE_EQ(fs.states(), 8 * (static_cast<double>(s8.non_expert) / 8 + static_cast<double>(s8.expert)));
+}
+
+TEST(Memory, ActivationsMatchKorthikanti) {
+  // Per layer, fp16, no sequence parallelism: s b h (10 + 24/t + 5 a s / (h t)).
+  const ModelSpec m = dense_gpt();
+  const double s = 2048, h = 1024, a = 16;
+  for (int t : {1, 2, 4}) {
+    for (int b : {1, 4}) {
+      const std::string plan = "tp=" + std::to_string(t) + ",mbs=" + std::to_string(b) + ",precision=fp16";
+      const double sbh = s * b * h;
+      const double closed = sbh * (10 + 24.0 / t + 5 * a * s / (h * t));
+      const double got = layer_activations(m, parse_inline_plan(plan), 0).total();
+      std::printf("t=%d b=%d: Korthikanti %.0f, moesim %.0f\n", t, b, closed, got);
+      EXPECT_DOUBLE_EQ(got, closed);
+      // Selective recomputation drops exactly the 5as^2b/t term.
+      EXPECT_DOUBLE_EQ(layer_activations(m, parse_inline_plan(plan + ",recompute=selective"), 0).total(),
+                       sbh * (10 + 24.0 / t));
+    }
+  }
+}
+
+TEST(Memory, FullRecomputationKeepsLayerInputs) {
+  const ModelSpec m = dense_gpt();
+  const Plan p = parse_inline_plan("precision=fp16,recompute=full");
+  const double sbh = 2048.0 * 1024.0;
+  const double one_layer = layer_activations(m, p, 0).total();
+  const double head = 2 * sbh + 4 * 2048.0 * 32000.0;  // head input + fp32 logits
+  EXPECT_DOUBLE_EQ(memory_per_stage(m, p)[0].bytes.activations, 8 * 2 * sbh + one_layer + head);
+}
+
+TEST(Memory, InFlightMicroBatchesPerSchedule) {
+  // 1F1B: stage s holds pp - s; GPipe: all m; interleaved: first stage holds
+  // pp (1 + (pp - 1) / (pp vpp)) stage-micro-batches (Korthikanti et al. section 4.2.3).
+  Plan p = parse_inline_plan("dp=1,pp=4,gbs=16,schedule=1f1b");
+  for (int s = 0; s < 4; ++s) EXPECT_EQ(in_flight_micro_batches(p, s), 4 - s);
+  p = parse_inline_plan("pp=4,gbs=16,schedule=gpipe");
+  for (int s = 0; s < 4; ++s) EXPECT_EQ(in_flight_micro_batches(p, s), 16);
+  p = parse_inline_plan("pp=4,gbs=16,vpp=2,schedule=interleaved");
+  EXPECT_DOUBLE_EQ(in_flight_micro_batches(p, 0), 4 * (1 + 3.0 / 8));
+  // Few micro-batches: never more than exist.
+  p = parse_inline_plan("pp=4,gbs=2,schedule=1f1b");
+  EXPECT_EQ(in_flight_micro_batches(p, 0), 2);
+}
+
+TEST(Memory, DispatchBuffersSizedByCapacity) {
+  const ModelSpec m = load_model("configs/models/fairseq-moe-4.1b.json");
+  // S = 4 x 2048 tokens, E = 8, top-2, cf 1: capacity 2 ceil(S/E) = 2048 slots per expert.
+  const MemoryBreakdown b = states(m, "dp=8,ep=8,mbs=4,precision=fp16");
+  EXPECT_EQ(b.dispatch_buffers, 2.0 * 2 * 8 * 2048 * 2048);
+}
+
+}  // namespace
+}  // namespace moesim
