@@ -10,16 +10,18 @@
 namespace moesim {
 namespace {
 
+// Sub-units divide (2.5 / 1e6 is the correctly rounded 2.5e-6; 2.5 * 1e-6 is not).
 struct Unit {
   std::string_view name;
   double factor;
+  bool divide = false;
 };
 
 constexpr std::array kBytes{
     Unit{"B", 1.0},      Unit{"KB", 1e3},     Unit{"MB", 1e6},     Unit{"GB", 1e9},
     Unit{"TB", 1e12},    Unit{"KiB", 1024.0}, Unit{"MiB", 1048576.0}, Unit{"GiB", 1073741824.0},
     Unit{"TiB", 1099511627776.0}};
-constexpr std::array kSeconds{Unit{"s", 1.0}, Unit{"ms", 1e-3}, Unit{"us", 1e-6}, Unit{"ns", 1e-9}};
+constexpr std::array kSeconds{Unit{"s", 1.0}, Unit{"ms", 1e3, true}, Unit{"us", 1e6, true}, Unit{"ns", 1e9, true}};
 constexpr std::array kBandwidth{
     Unit{"Bps", 1.0},     Unit{"KBps", 1e3},    Unit{"MBps", 1e6},   Unit{"GBps", 1e9},
     Unit{"TBps", 1e12},   Unit{"B/s", 1.0},     Unit{"KB/s", 1e3},   Unit{"MB/s", 1e6},
@@ -31,18 +33,18 @@ constexpr std::array kFlops{Unit{"FLOPS", 1.0},     Unit{"GFLOPS", 1e9},  Unit{"
                             Unit{"TFLOP/s", 1e12},  Unit{"PFLOP/s", 1e15}};
 
 template <std::size_t N>
-std::optional<double> factor_of(std::string_view unit, const std::array<Unit, N>& units) {
+std::optional<Unit> find_unit(std::string_view unit, const std::array<Unit, N>& units) {
   for (const Unit& u : units)
-    if (u.name == unit) return u.factor;
+    if (u.name == unit) return u;
   return std::nullopt;
 }
 
-std::optional<double> factor_for(std::string_view unit, Dimension dim) {
+std::optional<Unit> unit_for(std::string_view unit, Dimension dim) {
   switch (dim) {
-    case Dimension::bytes: return factor_of(unit, kBytes);
-    case Dimension::seconds: return factor_of(unit, kSeconds);
-    case Dimension::bandwidth: return factor_of(unit, kBandwidth);
-    case Dimension::flops: return factor_of(unit, kFlops);
+    case Dimension::bytes: return find_unit(unit, kBytes);
+    case Dimension::seconds: return find_unit(unit, kSeconds);
+    case Dimension::bandwidth: return find_unit(unit, kBandwidth);
+    case Dimension::flops: return find_unit(unit, kFlops);
   }
   return std::nullopt;
 }
@@ -61,9 +63,9 @@ std::optional<double> parse_quantity(std::string_view text, Dimension dim) {
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
   if (ec != std::errc() || end == text.data()) return std::nullopt;
   std::string_view unit = trim(std::string_view(end, static_cast<std::size_t>(text.data() + text.size() - end)));
-  auto factor = factor_for(unit, dim);
-  if (!factor) return std::nullopt;
-  double value = number * *factor;
+  auto u = unit_for(unit, dim);
+  if (!u) return std::nullopt;
+  double value = u->divide ? number / u->factor : number * u->factor;
   if (!std::isfinite(value) || value < 0.0) return std::nullopt;
   return value;
 }

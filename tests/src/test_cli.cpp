@@ -1,0 +1,102 @@
+// The moesim binary as a user runs it: describe's JSON contract on the seeds, exit codes
+// and one-line messages for bad input.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace {
+
+struct Outcome {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+Outcome run(const std::string& args) {
+  const std::string err_file = ::testing::TempDir() + "moesim_cli_stderr.txt";
+  const std::string cmd = std::string(MOESIM_BIN) + " " + args + " 2>" + err_file;
+  Outcome r;
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  if (!pipe) return r;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) r.out.append(buf, n);
+  int status = ::pclose(pipe);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  std::ifstream e(err_file);
+  std::stringstream ss;
+  ss << e.rdbuf();
+  r.err = ss.str();
+  return r;
+}
+
+TEST(Cli, DescribeReproducesSeed001PerGpuCounts) {
+  // Acceptance: seed 001 logs 908,423,168 non-expert and 402,776,064 expert parameters per GPU.
+  const Outcome r = run("describe --model configs/models/fairseq-moe-4.1b.json --plan dp=8,ep=8 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["params"]["non_expert"], 908423168);
+  EXPECT_EQ(j["params"]["per_rank"]["expert"], 402776064);
+  EXPECT_EQ(j["params"]["per_rank"]["total"], 908423168 + 402776064);
+  EXPECT_EQ(j["params"]["total"], 908423168 + 8LL * 402776064);
+  for (const char* k : {"total", "non_expert", "expert", "active"}) EXPECT_TRUE(j["params"][k].is_number_integer()) << k;
+  for (const char* k : {"weights", "grads", "optimizer", "activations", "total"})
+    EXPECT_TRUE(j["memory"]["per_rank"][k].is_number()) << k;
+}
+
+TEST(Cli, DescribeWithClusterSaysWhetherItFits) {
+  const Outcome r = run("describe --model configs/models/fairseq-moe-4.1b.json --plan configs/plans/fairseq-moe-4.1b-8gpu.json "
+                    "--cluster configs/clusters/dgx1-v100.json --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_TRUE(j["memory"]["fits"].get<bool>());
+  EXPECT_EQ(j["memory"]["gpu_memory"], 32.0 * 1024 * 1024 * 1024);
+  const Outcome text = run("describe --model configs/models/fairseq-moe-4.1b.json --plan dp=8,ep=8");
+  EXPECT_EQ(text.code, 0);
+  EXPECT_NE(text.out.find("908,423,168"), std::string::npos) << text.out;
+}
+
+struct BadRun {
+  const char* args;
+  const char* message;  // the start of the one line on stderr
+};
+
+TEST(Cli, BadInputExitsTwoWithOneLine) {
+  const BadRun cases[] = {
+      {"describe --model configs/models/missing.json", "moesim: configs/models/missing.json: cannot open the file"},
+      {"describe --model configs/clusters/dgx-a100.json", "moesim: configs/clusters/dgx-a100.json: field 'layers': required field is missing"},
+      {"describe --model configs/models/fairseq-moe-4.1b.json --plan dp=8,ep=3", "moesim: --plan 'dp=8,ep=3': field 'ep'"},
+      {"describe --model configs/models/fairseq-moe-4.1b.json --plan tp=3", "moesim: tp=3: field 'tp': expected a divisor"},
+      {"describe --model configs/models/fairseq-moe-4.1b.json --plan dp=16 --cluster configs/clusters/dgx-a100.json",
+       "moesim: dp=16: field 'dp': expected dp*tp*pp (16) at most the cluster's 8 GPUs"},
+      {"describe", "moesim: --model is required"},
+      {"describe --model x --frobnicate", "moesim: The following argument was not expected: --frobnicate"},
+      {"nosuchcommand", "moesim: "},
+  };
+  for (const BadRun& c : cases) {
+    SCOPED_TRACE(c.args);
+    const Outcome r = run(c.args);
+    EXPECT_EQ(r.code, 2) << r.err;
+    EXPECT_EQ(r.err.rfind(c.message, 0), 0u) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+  }
+}
+
+TEST(Cli, HelpAndVersionExitZero) {
+  EXPECT_EQ(run("--help").code, 0);
+  EXPECT_EQ(run("describe --help").code, 0);
+  const Outcome v = run("--version");
+  EXPECT_EQ(v.code, 0);
+  EXPECT_NE(v.out.find("moesim"), std::string::npos);
+}
+
+}  // namespace
