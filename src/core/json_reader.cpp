@@ -22,6 +22,9 @@ nlohmann::json parse_json_text(std::string_view text, const std::string& source)
     return nlohmann::json::parse(text.begin(), text.end(), nullptr, true, false);
   } catch (const nlohmann::json::parse_error& e) {
     throw InputError(source, "", "not valid JSON (syntax error at byte " + std::to_string(e.byte) + ")");
+  } catch (const nlohmann::json::exception&) {
+    // e.g. out_of_range 406: a number literal beyond double's range ("1e+3000").
+    throw InputError(source, "", "not valid JSON (a number is out of range)");
   }
 }
 
@@ -41,7 +44,9 @@ ObjectReader::ObjectReader(const nlohmann::json& object, std::string file, std::
 }
 
 std::string ObjectReader::field(std::string_view key) const {
-  return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
+  // An empty key ("": 1 is valid JSON) must still show as a field in messages.
+  std::string k = key.empty() ? std::string("\"\"") : std::string(key);
+  return path_.empty() ? k : path_ + "." + k;
 }
 
 void ObjectReader::fail(std::string_view key, const std::string& expected) const {
