@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -21,7 +22,10 @@ struct Outcome {
 };
 
 Outcome run(const std::string& args) {
-  const std::string err_file = ::testing::TempDir() + "moesim_cli_stderr.txt";
+  // ctest runs each test in its own process, side by side: one stderr file per process and call.
+  static int calls = 0;
+  const std::string err_file =
+      ::testing::TempDir() + "moesim_cli_stderr." + std::to_string(::getpid()) + "." + std::to_string(calls++) + ".txt";
   const std::string cmd = std::string(MOESIM_BIN) + " " + args + " 2>" + err_file;
   Outcome r;
   FILE* pipe = ::popen(cmd.c_str(), "r");
@@ -35,6 +39,7 @@ Outcome run(const std::string& args) {
   std::stringstream ss;
   ss << e.rdbuf();
   r.err = ss.str();
+  std::remove(err_file.c_str());
   return r;
 }
 
