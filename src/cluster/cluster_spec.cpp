@@ -112,6 +112,7 @@ nlohmann::ordered_json cluster_to_json(const ClusterSpec& c) {
 }
 
 const char* to_string(GpuModel g) { return name_of(g, kGpus); }
+const std::pair<std::string_view, GpuModel> (&gpu_model_names())[10] { return kGpus; }
 const char* to_string(IntraFabric f) { return name_of(f, kFabrics); }
 
 }  // namespace moesim

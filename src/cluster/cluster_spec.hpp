@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -63,6 +64,8 @@ ClusterSpec load_cluster(const std::string& path);
 nlohmann::ordered_json cluster_to_json(const ClusterSpec& cluster);
 
 const char* to_string(GpuModel g);
+// The name table of GpuModel ("a100-sxm4-40gb", ...) for readers of other files.
+const std::pair<std::string_view, GpuModel> (&gpu_model_names())[10];
 const char* to_string(IntraFabric f);
 
 }  // namespace moesim

@@ -1,0 +1,31 @@
+// Least-squares fits (Eigen) that turn measured or published tables into the figures of
+// a profile: GEMM efficiency and per-kernel fixed cost; alpha-beta of a collective.
+#pragma once
+
+#include <span>
+#include <vector>
+
+#include "src/profile/profile.hpp"
+
+namespace moesim {
+
+struct RooflineFit {
+  double efficiency = 0;        // fraction of `peak` that large GEMMs reach
+  double overhead = 0;          // seconds per kernel
+  std::vector<double> relative_residuals;  // (model - sample) / sample, per sample
+};
+
+// Fits t = flops / (efficiency * peak) + overhead, minimising relative error (so small
+// and large GEMMs weigh alike).
+RooflineFit fit_gemm(std::span<const GemmSample> samples, double peak);
+
+struct AlphaBetaFit {
+  double alpha = 0;      // seconds
+  double bandwidth = 0;  // bytes/s
+  std::vector<double> relative_residuals;
+};
+
+// Fits t = alpha + bytes / bandwidth to (bytes, seconds) points, minimising relative error.
+AlphaBetaFit fit_alpha_beta(std::span<const double> bytes, std::span<const double> seconds);
+
+}  // namespace moesim
