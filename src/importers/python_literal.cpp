@@ -97,7 +97,8 @@ class Parser {
       ++pos_;
       nlohmann::json v = value(depth + 1);
       // Keys print as their repr; a later duplicate wins, as in Python.
-      out[key.is_string() ? key.get<std::string>() : key.dump()] = std::move(v);
+      out[key.is_string() ? key.get<std::string>()
+                          : key.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)] = std::move(v);
       skip_space();
       if (at_end()) fail("unterminated dict (expected '}')");
       if (s_[pos_] == ',') {

@@ -17,8 +17,8 @@ enum class Activation { gelu, relu, swiglu };
 enum class DType { fp32, fp16, bf16 };
 enum class SecondExpertPolicy { all, sampling, random };  // fairseq's Top2Gate policies
 enum class RouterScore { softmax, sigmoid };
-// How capacity rounds: fairseq and DeepSpeed take k * ceil(cf * S / E);
-// Megatron takes ceil(k * cf * S / E).
+// How capacity rounds: fairseq takes k * ceil(cf * S / E); Megatron and DeepSpeed
+// (whose top-2 gate doubles the factor) take ceil(k * cf * S / E).
 enum class CapacityRounding { per_choice, total };
 
 // Which layers carry an MoE FFN: layer i (0-based) is MoE iff i >= offset and

@@ -1,0 +1,194 @@
+// The HuggingFace importer on six public MoE configs: parameter counts against the
+// published totals and active counts, to the precision they were published, and the
+// family-specific mapping (qkv bias, q/k norms, MLA, shared experts, layer selection).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "src/accounting/params.hpp"
+#include "src/core/error.hpp"
+#include "src/importers/huggingface.hpp"
+#include "tests/importers/import_test_util.hpp"
+
+namespace moesim::importers {
+namespace {
+
+using testing::import_fixture;
+using testing::matches_published;
+
+// How a publisher counts "active": DeepSeek leaves out the input embedding (a lookup,
+// no multiply); the others count every parameter a token touches.
+enum class Active { all, without_input_embedding };
+
+struct Published {
+  const char* fixture;
+  double total_b;  // billions, as published
+  int total_decimals;
+  double active_b;
+  int active_decimals;
+  Active convention;
+  const char* source;
+};
+
+const Published kPublished[] = {
+    {"mixtral-8x7b-v0.1.config.json", 46.7, 1, 12.9, 1, Active::all, "Mistral AI, Mixtral of Experts (46.7B total, 12.9B active)"},
+    {"olmoe-1b-7b-0924.config.json", 6.9, 1, 1.3, 1, Active::all, "OLMoE paper/model card (6.9B total, 1.3B active)"},
+    {"deepseek-v2-lite.config.json", 15.7, 1, 2.4, 1, Active::without_input_embedding, "DeepSeek-V2 paper (15.7B, 2.4B activated)"},
+    {"qwen1.5-moe-a2.7b.config.json", 14.3, 1, 2.7, 1, Active::all, "Qwen1.5-MoE blog (14.3B total, 2.7B activated)"},
+    {"qwen3-30b-a3b.config.json", 30.5, 1, 3.3, 1, Active::all, "Qwen3-30B-A3B model card (30.5B total, 3.3B activated)"},
+    {"deepseek-v3.config.json", 671, 0, 37, 0, Active::without_input_embedding, "DeepSeek-V3 report (671B total without MTP, 37B activated)"},
+};
+
+TEST(ImportHf, CountsMatchThePublishedFigures) {
+  for (const Published& p : kPublished) {
+    const ImportResult r = import_fixture(p.fixture);
+    const ParamCounts c = count_params(r.model);
+    const std::int64_t active =
+        p.convention == Active::all ? c.active : c.active - c.by_kind.embedding;
+    std::printf("%-32s total %8.3fB (published %g)  active %7.3fB (published %g)\n", p.fixture,
+                static_cast<double>(c.total) / 1e9, p.total_b, static_cast<double>(active) / 1e9, p.active_b);
+    EXPECT_TRUE(matches_published(c.total, p.total_b, p.total_decimals)) << p.fixture << ": " << p.source;
+    EXPECT_TRUE(matches_published(active, p.active_b, p.active_decimals)) << p.fixture << ": " << p.source;
+  }
+}
+
+// Exact counts, so a change in the accounting or the importer shows up here first.
+TEST(ImportHf, ExactCounts) {
+  struct Exact {
+    const char* fixture;
+    std::int64_t total, active;
+  };
+  const Exact cases[] = {
+      {"mixtral-8x7b-v0.1.config.json", 46702792704, 12879925248},
+      {"olmoe-1b-7b-0924.config.json", 6919161856, 1282017280},
+      {"deepseek-v2-lite.config.json", 15706484224, 2661150208},
+      {"qwen1.5-moe-a2.7b.config.json", 14315735040, 2689124352},
+      {"qwen3-30b-a3b.config.json", 30532122624, 3353032704},
+      {"deepseek-v3.config.json", 671026404352, 37552282624},
+  };
+  for (const Exact& e : cases) {
+    const ParamCounts c = count_params(import_fixture(e.fixture).model);
+    EXPECT_EQ(c.total, e.total) << e.fixture;
+    EXPECT_EQ(c.active, e.active) << e.fixture;
+  }
+}
+
+TEST(ImportHf, Mixtral) {
+  const ModelSpec m = import_fixture("mixtral-8x7b-v0.1.config.json").model;
+  EXPECT_EQ(m.name, "mixtral-8x7b-v0.1");
+  EXPECT_EQ(m.layers, 32);
+  EXPECT_EQ(m.kv_heads, 8);
+  EXPECT_EQ(m.head_dim, 128);
+  EXPECT_EQ(m.activation, Activation::swiglu);
+  EXPECT_EQ(m.norm, Norm::rmsnorm);
+  EXPECT_EQ(m.positions, Positions::rotary);
+  EXPECT_FALSE(m.bias);
+  EXPECT_FALSE(m.tied_embeddings);
+  EXPECT_EQ(m.moe.experts, 8);
+  EXPECT_EQ(m.moe.top_k, 2);
+  EXPECT_EQ(m.moe_layer_count(), 32);
+  EXPECT_FALSE(m.moe.capacity_factor);  // dropless
+  EXPECT_EQ(m.seq_len, 32768);
+  EXPECT_DOUBLE_EQ(m.moe.aux_loss_weight, 0.02);
+}
+
+TEST(ImportHf, Qwen2MoeHasQkvBiasAndOneSharedExpert) {
+  const ImportResult r = import_fixture("qwen1.5-moe-a2.7b.config.json");
+  const ModelSpec& m = r.model;
+  EXPECT_TRUE(m.qkv_bias);
+  EXPECT_FALSE(m.bias);
+  EXPECT_EQ(m.moe.shared_experts, 1);
+  EXPECT_EQ(m.moe.shared_expert_ffn_dim, 5632);
+  EXPECT_EQ(m.moe.expert_ffn_dim, 1408);
+  EXPECT_EQ(m.moe.experts, 60);
+  EXPECT_EQ(m.moe.top_k, 4);
+  EXPECT_EQ(m.moe_layer_count(), 24);
+  bool gate_note = false;
+  for (const std::string& n : r.report.notes) gate_note = gate_note || n.find("sigmoid gate") != std::string::npos;
+  EXPECT_TRUE(gate_note) << "the shared expert's gate is not modelled: the report must say so";
+}
+
+TEST(ImportHf, Qwen3MoeHasPerHeadQkNormAndMlpOnlyLayers) {
+  ModelSpec m = import_fixture("qwen3-30b-a3b.config.json").model;
+  EXPECT_EQ(m.qk_norm, QkNorm::per_head);
+  EXPECT_EQ(m.head_dim, 128);
+  EXPECT_EQ(m.kv_heads, 4);
+  EXPECT_EQ(m.moe.shared_experts, 0);
+  EXPECT_EQ(m.moe.expert_ffn_dim, 768);
+  std::string text = testing::read_text(testing::fixture("qwen3-30b-a3b.config.json"));
+  text.replace(text.find("\"mlp_only_layers\": []"), 21, "\"mlp_only_layers\": [0, 47]");
+  text.replace(text.find("\"decoder_sparse_step\": 1"), 24, "\"decoder_sparse_step\": 2");
+  ImportOptions o;
+  m = import_text(text, "q.json", o).model;
+  EXPECT_EQ(m.moe_layer_count(), 23);  // odd layers 1..45 (47 is dense)
+  EXPECT_FALSE(m.moe.layers.list.empty());
+  EXPECT_FALSE(m.is_moe_layer(47));
+  EXPECT_TRUE(m.is_moe_layer(45));
+}
+
+TEST(ImportHf, OlmoeHasFullQkNorm) {
+  const ModelSpec m = import_fixture("olmoe-1b-7b-0924.config.json").model;
+  EXPECT_EQ(m.qk_norm, QkNorm::full);
+  EXPECT_EQ(m.moe.experts, 64);
+  EXPECT_EQ(m.moe.top_k, 8);
+  EXPECT_EQ(m.expert_ffn(), 1024);
+}
+
+TEST(ImportHf, DeepSeekMlaLayersAndRouter) {
+  const ModelSpec lite = import_fixture("deepseek-v2-lite.config.json").model;
+  ASSERT_TRUE(lite.mla);
+  EXPECT_EQ(lite.mla->q_lora_rank, 0);  // null: a full-rank query projection
+  EXPECT_EQ(lite.mla->kv_lora_rank, 512);
+  EXPECT_EQ(lite.moe.layers.offset, 1);  // first_k_dense_replace 1
+  EXPECT_EQ(lite.moe_layer_count(), 26);
+  EXPECT_EQ(lite.moe.shared_experts, 2);
+  EXPECT_EQ(lite.shared_ffn(), 1408);
+  EXPECT_EQ(lite.moe.router_score, RouterScore::softmax);
+  const ImportResult v3 = import_fixture("deepseek-v3.config.json");
+  ASSERT_TRUE(v3.model.mla);
+  EXPECT_EQ(v3.model.mla->q_lora_rank, 1536);
+  EXPECT_EQ(v3.model.moe.layers.offset, 3);
+  EXPECT_EQ(v3.model.moe_layer_count(), 58);
+  EXPECT_EQ(v3.model.moe.router_score, RouterScore::sigmoid);
+  EXPECT_EQ(v3.model.moe.shared_experts, 1);
+  bool mtp_note = false;
+  for (const std::string& n : v3.report.notes) mtp_note = mtp_note || n.find("multi-token-prediction") != std::string::npos;
+  EXPECT_TRUE(mtp_note) << "MTP is not modelled: the report must say so";
+}
+
+TEST(ImportHf, TextConfigIsUnwrappedAndUnknownKeysListed) {
+  const std::string text = R"({"model_type": "some_vl", "vision_config": {"depth": 2}, "tie_word_embeddings": false,
+    "text_config": {"model_type": "olmoe", "num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4,
+                    "intermediate_size": 32, "num_experts": 4, "num_experts_per_tok": 2, "vocab_size": 100,
+                    "max_position_embeddings": 256, "brand_new_key": 1}})";
+  ImportOptions o;
+  const ImportResult r = import_text(text, "vl.json", o);
+  EXPECT_EQ(r.detail, "olmoe");
+  EXPECT_EQ(r.model.layers, 2);
+  EXPECT_FALSE(r.model.tied_embeddings);
+  const auto& ig = r.report.ignored;
+  EXPECT_NE(std::find(ig.begin(), ig.end(), "text_config.brand_new_key"), ig.end());
+  EXPECT_NE(std::find(ig.begin(), ig.end(), "vision_config"), ig.end());
+}
+
+TEST(ImportHf, UnknownFamilyNamesModelTypeAndTheFamilies) {
+  ImportOptions o;
+  try {
+    import_text(R"({"model_type": "llama", "num_hidden_layers": 2})", "llama.json", o);
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.file(), "llama.json");
+    EXPECT_EQ(e.field(), "model_type");
+    const std::string what = e.what();
+    EXPECT_NE(what.find("\"llama\""), std::string::npos);
+    EXPECT_NE(what.find(kHfFamilies), std::string::npos) << what;
+  }
+}
+
+TEST(ImportHf, SeqLenOverride) {
+  const ModelSpec m = import_fixture("deepseek-v3.config.json", {"seq_len=4096"}).model;
+  EXPECT_EQ(m.seq_len, 4096);
+}
+
+}  // namespace
+}  // namespace moesim::importers
