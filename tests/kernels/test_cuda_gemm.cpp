@@ -1,0 +1,113 @@
+// The cuBLAS GEMMs against the Eigen references: dense GEMM (every transpose), grouped
+// GEMM and its weight gradient (empty groups, padded layout gaps), the expert FFNs.
+// Tolerances, CUDA vs CPU (fp32 compute on both; summation order differs):
+//   gemm, grouped_gemm, grouped weight gradient: 1e-4 abs + 1e-4 rel.
+//   expert FFN forward and backward: 1e-4 abs + 1e-4 rel.
+#include <gtest/gtest.h>
+
+#include "kernels/cuda/expert_ffn_cuda.hpp"
+#include "kernels/cuda/gemm_cuda.hpp"
+#include "kernels/cuda/grouped_gemm_cuda.hpp"
+#include "kernels/expert_ffn.hpp"
+#include "kernels/gemm.hpp"
+#include "kernels/grouped_gemm.hpp"
+#include "tests/kernels/cuda_test_util.hpp"
+#include "tests/kernels/test_util.hpp"
+
+namespace moesim::kernels {
+namespace {
+
+using cuda::DeviceBuffer;
+using test::expect_close;
+using test::random_vector;
+using test::to_device;
+
+class CudaGemm : public test::CudaTest {};
+
+TEST_F(CudaGemm, DenseGemmMatchesEigen)
+{
+    cuda::CublasHandle handle;
+    struct Shape {
+        int m, n, k;
+    };
+    for (Shape s : {Shape{1, 1, 1}, Shape{17, 33, 65}, Shape{128, 64, 256}, Shape{5, 7, 0}}) {
+        for (Trans ta : {Trans::No, Trans::Yes}) {
+            for (Trans tb : {Trans::No, Trans::Yes}) {
+                const auto a = random_vector(static_cast<std::size_t>(s.m) * s.k, 1);
+                const auto b = random_vector(static_cast<std::size_t>(s.k) * s.n, 2);
+                std::vector<float> c = random_vector(static_cast<std::size_t>(s.m) * s.n, 3);
+                auto d_a = to_device(a), d_b = to_device(b), d_c = to_device(c);
+                gemm(ta, tb, s.m, s.n, s.k, 1.5f, a, b, 0.5f, c);
+                cuda::gemm_cuda(handle.get(), ta, tb, s.m, s.n, s.k, 1.5f, d_a.data(), d_b.data(), 0.5f, d_c.data());
+                expect_close(d_c.download(), c, 1e-4, 1e-4, "gemm");
+            }
+        }
+    }
+}
+
+TEST_F(CudaGemm, GroupedGemmMatchesEigen)
+{
+    cuda::CublasHandle handle;
+    // Packed groups with an empty expert, and a padded layout with gaps between groups.
+    const std::vector<std::vector<int>> offsets = {{0, 40, 40, 41}, {0, 64, 128, 192}};
+    const std::vector<std::vector<int>> counts = {{40, 0, 1, 100}, {64, 3, 0, 17}};
+    const std::vector<int> rows = {141, 256};
+    const int k = 48, n = 80;
+    for (std::size_t i = 0; i < offsets.size(); ++i) {
+        const GroupRows groups{offsets[i], counts[i], rows[i]};
+        for (Trans tw : {Trans::Yes, Trans::No}) {
+            const auto x = random_vector(static_cast<std::size_t>(rows[i]) * k, 1);
+            const auto w = random_vector(4 * static_cast<std::size_t>(n) * k, 2);
+            const auto dyv = random_vector(static_cast<std::size_t>(rows[i]) * n, 3);
+            std::vector<float> y(static_cast<std::size_t>(rows[i]) * n, 0.0f);
+            std::vector<float> dw = random_vector(w.size(), 4);
+            auto d_x = to_device(x), d_w = to_device(w), d_y = to_device(y), d_dy = to_device(dyv),
+                 d_dw = to_device(dw);
+            grouped_gemm(groups, x, k, w, tw, n, 0.0f, y);
+            grouped_gemm_weight_grad(groups, dyv, n, x, k, tw, 1.0f, dw);
+            cuda::grouped_gemm_cuda(handle.get(), groups, d_x.data(), k, d_w.data(), tw, n, 0.0f, d_y.data());
+            cuda::grouped_gemm_weight_grad_cuda(handle.get(), groups, d_dy.data(), n, d_x.data(), k, tw, 1.0f,
+                                                d_dw.data());
+            expect_close(d_y.download(), y, 1e-4, 1e-4, "grouped y");
+            expect_close(d_dw.download(), dw, 1e-4, 1e-4, "grouped dw");
+        }
+    }
+}
+
+TEST_F(CudaGemm, ExpertFfnMatchesCpu)
+{
+    cuda::CublasHandle handle;
+    const ExpertFfnShape shape{4, 32, 96, Gelu::Tanh};
+    const std::vector<int> offsets = {0, 30, 30, 31}, counts = {30, 0, 1, 50};
+    const int rows = 81, d = shape.model_dim, f = shape.ffn_dim, e = shape.experts;
+    const GroupRows groups{offsets, counts, rows};
+    const auto x = random_vector(static_cast<std::size_t>(rows) * d, 1);
+    const auto w1 = random_vector(static_cast<std::size_t>(e) * f * d, 2), b1 = random_vector(e * f, 3);
+    const auto w2 = random_vector(static_cast<std::size_t>(e) * d * f, 4), b2 = random_vector(e * d, 5);
+    const auto dyv = random_vector(static_cast<std::size_t>(rows) * d, 6);
+    std::vector<float> pre(static_cast<std::size_t>(rows) * f), act(pre.size()), y(x.size()), dx(x.size());
+    std::vector<float> dw1(w1.size()), db1(b1.size()), dw2(w2.size()), db2(b2.size());
+    expert_ffn_forward(shape, groups, x, {w1, b1, w2, b2}, pre, act, y);
+    expert_ffn_backward(shape, groups, dyv, x, {w1, b1, w2, b2}, pre, act, dx, {dw1, db1, dw2, db2});
+
+    auto d_x = to_device(x), d_w1 = to_device(w1), d_b1 = to_device(b1), d_w2 = to_device(w2),
+         d_b2 = to_device(b2), d_dy = to_device(dyv);
+    DeviceBuffer<float> g_pre(pre.size()), g_act(act.size()), g_y(y.size()), g_dx(dx.size());
+    DeviceBuffer<float> g_dw1(w1.size()), g_db1(b1.size()), g_dw2(w2.size()), g_db2(b2.size());
+    const cuda::ExpertFfnDeviceWeights weights{d_w1.data(), d_b1.data(), d_w2.data(), d_b2.data()};
+    cuda::expert_ffn_forward_cuda(handle.get(), shape, groups, d_x.data(), weights, g_pre.data(), g_act.data(),
+                                  g_y.data());
+    expect_close(g_y.download(), y, 1e-4, 1e-4, "ffn y");
+    expect_close(g_act.download(), act, 1e-4, 1e-4, "ffn act");
+    cuda::expert_ffn_backward_cuda(handle.get(), shape, groups, d_dy.data(), d_x.data(), weights, g_pre.data(),
+                                   g_act.data(), g_dx.data(),
+                                   {g_dw1.data(), g_db1.data(), g_dw2.data(), g_db2.data()});
+    expect_close(g_dx.download(), dx, 1e-4, 1e-4, "ffn dx");
+    expect_close(g_dw1.download(), dw1, 1e-4, 1e-4, "ffn dw1");
+    expect_close(g_db1.download(), db1, 1e-4, 1e-4, "ffn db1");
+    expect_close(g_dw2.download(), dw2, 1e-4, 1e-4, "ffn dw2");
+    expect_close(g_db2.download(), db2, 1e-4, 1e-4, "ffn db2");
+}
+
+}  // namespace
+}  // namespace moesim::kernels

@@ -1,0 +1,89 @@
+// Tests of the Eigen GEMM (every transpose combination, beta) and the dense layer.
+#include "kernels/gemm.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "kernels/linear.hpp"
+#include "tests/kernels/test_util.hpp"
+
+namespace moesim::kernels {
+namespace {
+
+using test::random_vector;
+
+// op(X)[i][j] of a row-major matrix stored rows x cols (No) or cols x rows (Yes).
+float at(const std::vector<float>& x, Trans t, int i, int j, int rows, int cols)
+{
+    return t == Trans::No ? x[static_cast<std::size_t>(i) * cols + j]
+                          : x[static_cast<std::size_t>(j) * rows + i];
+}
+
+TEST(Gemm, AllTransposesMatchNaiveLoops)
+{
+    const int m = 5, n = 7, k = 3;
+    for (Trans ta : {Trans::No, Trans::Yes}) {
+        for (Trans tb : {Trans::No, Trans::Yes}) {
+            const auto a = random_vector(m * k, 1), b = random_vector(k * n, 2);
+            const auto c0 = random_vector(m * n, 3);
+            std::vector<float> c = c0;
+            gemm(ta, tb, m, n, k, 2.0f, a, b, 0.5f, c);
+            for (int i = 0; i < m; ++i) {
+                for (int j = 0; j < n; ++j) {
+                    double s = 0;
+                    for (int l = 0; l < k; ++l) {
+                        s += at(a, ta, i, l, m, k) * at(b, tb, l, j, k, n);
+                    }
+                    EXPECT_NEAR(c[i * n + j], 2 * s + 0.5 * c0[i * n + j], 1e-5);
+                }
+            }
+        }
+    }
+}
+
+TEST(Gemm, BetaZeroIgnoresGarbageAndEmptyShapesWork)
+{
+    const std::vector<float> a = {1, 2}, b = {3, 4};
+    std::vector<float> c = {std::numeric_limits<float>::quiet_NaN()};
+    gemm(Trans::No, Trans::No, 1, 1, 2, 1.0f, a, b, 0.0f, c);
+    EXPECT_EQ(c[0], 11.0f);
+    std::vector<float> c2 = {5.0f};
+    gemm(Trans::No, Trans::No, 1, 1, 0, 1.0f, {}, {}, 1.0f, c2);  // k = 0: C = beta * C
+    EXPECT_EQ(c2[0], 5.0f);
+    std::vector<float> none;
+    gemm(Trans::No, Trans::No, 0, 3, 2, 1.0f, {}, random_vector(6, 1), 0.0f, none);
+    EXPECT_THROW(gemm(Trans::No, Trans::No, 2, 2, 2, 1.0f, a, b, 0.0f, c), std::invalid_argument);
+}
+
+TEST(Linear, BackwardMatchesFiniteDifferences)
+{
+    const int rows = 3, in = 4, out = 5;
+    auto x = random_vector(rows * in, 1), w = random_vector(out * in, 2), b = random_vector(out, 3);
+    const auto r = random_vector(rows * out, 4);
+    std::vector<float> y(rows * out);
+    const auto loss = [&] {
+        linear_forward(x, w, b, rows, in, out, y);
+        return test::dot(r, y);
+    };
+    std::vector<float> dx(x.size()), dw(w.size()), db(b.size());
+    linear_backward(r, x, w, rows, in, out, dx, dw, db);
+    for (std::size_t i = 0; i < x.size(); ++i) {
+        EXPECT_NEAR(dx[i], test::finite_difference(x, i, loss), 1e-3);
+    }
+    for (std::size_t i = 0; i < w.size(); ++i) {
+        EXPECT_NEAR(dw[i], test::finite_difference(w, i, loss), 1e-3);
+    }
+    for (std::size_t i = 0; i < b.size(); ++i) {
+        EXPECT_NEAR(db[i], test::finite_difference(b, i, loss), 1e-3);
+    }
+    // Accumulating adds a second copy of the weight gradients.
+    std::vector<float> dw2 = dw, db2 = db;
+    linear_backward(r, x, w, rows, in, out, {}, dw2, db2, true);
+    EXPECT_NEAR(dw2[3], 2 * dw[3], 1e-6);
+    EXPECT_NEAR(db2[1], 2 * db[1], 1e-6);
+}
+
+}  // namespace
+}  // namespace moesim::kernels
