@@ -1,0 +1,150 @@
+// Roofline-plus-overhead pricing of the ops of a GPT-MoE layer; see compute_model.hpp.
+#include "src/cost/compute_model.hpp"
+
+#include <algorithm>
+
+#include "src/accounting/memory.hpp"
+
+namespace moesim {
+namespace {
+
+// Peak for a GEMM in `dtype`; a dtype the profile lacks falls back to the GEMM table's.
+double peak_for(const Profile& p, DType dtype) {
+  double peak = p.peak(dtype);
+  return peak > 0 ? peak : p.peak(p.compute.gemm_dtype);
+}
+
+OpCost gemm_op(std::string name, std::string category, double m, double n, double k, double e, int kernels = 1) {
+  OpCost op;
+  op.name = std::move(name);
+  op.category = std::move(category);
+  op.flops = 2 * m * n * k;
+  op.bytes = e * (m * k + k * n + m * n);
+  op.kernels = kernels;
+  return op;
+}
+
+OpCost stream_op(std::string name, std::string category, double bytes, int kernels = 1) {
+  OpCost op;
+  op.name = std::move(name);
+  op.category = std::move(category);
+  op.bytes = bytes;
+  op.kernels = kernels;
+  return op;
+}
+
+}  // namespace
+
+void price(const Profile& p, DType dtype, double efficiency, OpCost& op) {
+  const double compute = op.flops > 0 ? op.flops / (efficiency * peak_for(p, dtype)) : 0.0;
+  const double memory = op.bytes / (p.compute.memory_efficiency.value * p.compute.memory_bandwidth.value);
+  op.seconds = std::max(compute, memory) + op.kernels * p.compute.kernel_overhead.value;
+}
+
+double gemm_seconds(const Profile& p, double m, double n, double k, DType dtype) {
+  OpCost op = gemm_op("gemm", "gemm", m, n, k, bytes_of(dtype));
+  price(p, dtype, p.compute.gemm_efficiency.value, op);
+  return op.seconds;
+}
+
+double streaming_seconds(const Profile& p, double bytes, int kernels) {
+  OpCost op = stream_op("stream", "stream", bytes, kernels);
+  price(p, DType::fp32, 1.0, op);
+  return op.seconds;
+}
+
+std::vector<OpCost> layer_forward_ops(const Profile& p, const ModelSpec& m, const Plan& plan, int layer, double T,
+                                      double expert_tokens) {
+  const double e = bytes_of(plan.precision), t = plan.tp, h = static_cast<double>(m.d_model);
+  const double s = static_cast<double>(m.seq_len), heads = m.heads;
+  double q_width, kv_width, v_width;  // output widths of the q, k+v projections and of attention
+  if (m.mla) {
+    const MlaSpec& a = *m.mla;
+    q_width = heads * static_cast<double>(a.qk_nope_head_dim + a.qk_rope_head_dim);
+    kv_width = heads * static_cast<double>(a.qk_nope_head_dim + a.v_head_dim);
+    v_width = heads * static_cast<double>(a.v_head_dim);
+  } else {
+    q_width = heads * static_cast<double>(m.head_dim);
+    kv_width = 2.0 * m.kv_heads * static_cast<double>(m.head_dim);
+    v_width = q_width;
+  }
+  std::vector<OpCost> ops;
+  const double gemm_eff = p.compute.gemm_efficiency.value;
+  auto add = [&](OpCost op, double efficiency) {
+    price(p, plan.precision, efficiency, op);
+    ops.push_back(std::move(op));
+  };
+  add(stream_op("norm", "norm", 2 * e * T * h), 1.0);
+  add(gemm_op("qkv", "attention", T, (q_width + kv_width) / t, h, e), gemm_eff);
+  // Causal attention: the kernels skip the masked half of the s x s scores.
+  const double attn_flops = 2 * T * s * (q_width + v_width) / t / 2;
+  if (plan.attention == AttentionImpl::flash) {
+    OpCost op = stream_op("attention", "attention", e * T * (q_width + kv_width + v_width) / t);
+    op.flops = attn_flops;
+    add(op, p.compute.attention_efficiency.value);
+  } else {
+    // Q K^T and softmax(.) V as batched GEMMs over the full matrix, plus the softmax and
+    // dropout passes over a s^2 b scores (read and write).
+    OpCost scores = gemm_op("attention_scores", "attention", T, s, q_width / t, e);
+    add(scores, gemm_eff);
+    add(stream_op("softmax", "attention", 2 * 2 * e * heads / t * s * T), 1.0);
+    add(gemm_op("attention_values", "attention", T, v_width / t, s, e), gemm_eff);
+  }
+  add(gemm_op("attention_out", "attention", T, h, v_width / t, e), gemm_eff);
+  add(stream_op("residual_norm", "norm", 3 * e * T * h), 1.0);
+
+  auto ffn = [&](const char* name, const char* category, double tokens, double hidden, Activation act, int experts) {
+    const double branches = act == Activation::swiglu ? 2.0 : 1.0;
+    add(gemm_op(std::string(name) + "_fc1", category, tokens, branches * hidden / t, h, e, experts), gemm_eff);
+    add(stream_op(std::string(name) + "_activation", category, e * tokens * hidden / t * (branches + 1)), 1.0);
+    add(gemm_op(std::string(name) + "_fc2", category, tokens, h, hidden / t, e, experts), gemm_eff);
+  };
+  if (!m.is_moe_layer(layer)) {
+    ffn("ffn", "ffn", T, static_cast<double>(m.ffn_dim), m.activation, 1);
+    return ops;
+  }
+  const double E = m.moe.experts, k = m.moe.top_k;
+  add(gemm_op("gate", "moe_gate", T, E, h, bytes_of(m.moe.gate_precision)), gemm_eff);
+  add(stream_op("topk", "moe_gate", 2.0 * 4.0 * T * E), 1.0);
+  add(stream_op("permute", "moe_permute", 2 * e * T * k * h), 1.0);
+  const int local_experts = std::max(1, m.moe.experts / plan.ep);
+  ffn("expert", "moe_experts", expert_tokens, static_cast<double>(m.expert_ffn()), m.expert_act(), local_experts);
+  if (m.moe.shared_experts > 0)
+    ffn("shared_expert", "moe_shared", T, static_cast<double>(m.shared_ffn()) * m.moe.shared_experts, m.expert_act(), 1);
+  add(stream_op("unpermute", "moe_permute", 2 * e * T * k * h), 1.0);
+  return ops;
+}
+
+std::vector<OpCost> embedding_forward_ops(const Profile& p, const ModelSpec& m, const Plan& plan, double T) {
+  OpCost op = stream_op("embedding", "embedding", 2 * bytes_of(plan.precision) * T * static_cast<double>(m.d_model));
+  price(p, plan.precision, 1.0, op);
+  return {op};
+}
+
+std::vector<OpCost> head_forward_ops(const Profile& p, const ModelSpec& m, const Plan& plan, double T) {
+  const double e = bytes_of(plan.precision), V = static_cast<double>(m.vocab) / plan.tp;
+  std::vector<OpCost> ops;
+  OpCost norm = stream_op("final_norm", "norm", 2 * e * T * static_cast<double>(m.d_model));
+  price(p, plan.precision, 1.0, norm);
+  ops.push_back(norm);
+  OpCost head = gemm_op("output_head", "head", T, V, static_cast<double>(m.d_model), e);
+  price(p, plan.precision, p.compute.gemm_efficiency.value, head);
+  ops.push_back(head);
+  // Softmax cross-entropy in fp32 over the logits: read logits, write probabilities.
+  OpCost loss = stream_op("loss", "head", (e + 4.0) * T * V, 2);
+  price(p, plan.precision, 1.0, loss);
+  ops.push_back(loss);
+  return ops;
+}
+
+OpCost optimizer_op(const Profile& p, const Plan& plan, double params) {
+  // Adam reads weights, gradients, both moments (and the master copy) and writes back
+  // weights, moments (and master): one fused multi-tensor kernel.
+  const double w = bytes_of(plan.precision), o = bytes_of(plan.optimizer_dtype);
+  const double per_param = 2 * w + w + 2 * 2 * o + (plan.master_weights ? 2 * 4.0 : 0.0);
+  OpCost op = stream_op("optimizer", "optimizer", per_param * params);
+  price(p, plan.precision, 1.0, op);
+  return op;
+}
+
+}  // namespace moesim

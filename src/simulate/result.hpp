@@ -1,0 +1,33 @@
+// What `moesim simulate` reports for one plan, whichever tier produced it. Field names of
+// its JSON form are a contract (docs/simulate.md).
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "src/accounting/memory.hpp"
+
+namespace moesim {
+
+struct SimBreakdown {
+  std::map<std::string, double> compute;         // seconds per iteration on the critical rank, by op category
+  std::map<std::string, double> exposed_comm;    // seconds not hidden behind compute, by collective
+  double bubble = 0;                             // pipeline fill and drain
+  double optimizer = 0;
+};
+
+struct SimResult {
+  std::string mode;          // "analytic" (or "event" for the discrete-event tier)
+  double iteration_s = 0;
+  double tokens = 0;         // per iteration
+  double wps = 0;            // tokens per second (fairseq's wps)
+  double wps_per_gpu = 0;
+  double tflops_per_gpu = 0;  // model FLOPs (routed tokens, no recomputation) per second per GPU
+  double mfu = 0;             // tflops_per_gpu over the GPU's peak in the plan's precision
+  bool fits = false;
+  StageMemory memory;        // the rank that needs the most
+  double gpu_memory = 0;
+  SimBreakdown breakdown;
+};
+
+}  // namespace moesim
