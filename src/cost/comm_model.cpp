@@ -43,7 +43,8 @@ CollectiveCost collective_cost(const Profile& p, const ClusterSpec& c, Collectiv
                                double bytes) {
   CollectiveCost cost;
   const int n = g.size;
-  if (n <= 1 && op != Collective::send_recv) return cost;
+  // Nothing to move (a dense model's expert gradients): no collective is launched.
+  if (bytes <= 0 || (n <= 1 && op != Collective::send_recv)) return cost;
   const LinkRates rates = link_rates(c, p);
   const bool multi_node = g.nodes > 1;
   const double intra_lat = c.fabric == IntraFabric::pcie ? p.comm.pcie_step_latency.value : p.comm.nvlink_step_latency.value;
