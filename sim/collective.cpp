@@ -9,8 +9,7 @@
 
 namespace moesim::sim {
 
-StepBuilder::StepBuilder(const Network& network, std::string owner)
-    : network_(network), owner_(std::move(owner)) {}
+StepBuilder::StepBuilder(const Network& network, std::string owner) : network_(network), owner_(std::move(owner)) {}
 
 StepRef StepBuilder::transfer(Bytes bytes, std::span<const LinkId> path, std::span<const StepRef> after,
                               std::string_view label) {
@@ -34,8 +33,8 @@ StepRef StepBuilder::delay(Seconds duration, std::span<const StepRef> after, std
   return add(StepKind::kDelay, duration, {}, after, label);
 }
 
-StepRef StepBuilder::add(StepKind kind, double value, std::span<const LinkId> path,
-                         std::span<const StepRef> after, std::string_view label) {
+StepRef StepBuilder::add(StepKind kind, double value, std::span<const LinkId> path, std::span<const StepRef> after,
+                         std::string_view label) {
   const auto self = static_cast<StepRef>(steps_.size());
   if (self == kNoStep) throw Error(owner_ + ": too many steps");
   Step step;

@@ -26,8 +26,8 @@ enum class StepKind : std::uint8_t { kDelay, kTransfer };
 
 // What an expansion sees of the collective it expands.
 struct CollectiveContext {
-  std::string_view name;             // the collective task's name
-  Bytes bytes = 0;                   // CollectiveSpec::bytes
+  std::string_view name;                   // the collective task's name
+  Bytes bytes = 0;                         // CollectiveSpec::bytes
   std::span<const NodeId> endpoints = {};  // CollectiveSpec::endpoints, one per rank
   const Network& network;
 };
@@ -39,7 +39,7 @@ class StepBuilder {
  public:
   struct Step {
     StepKind kind = StepKind::kDelay;
-    double value = 0;  // kDelay: seconds; kTransfer: bytes
+    double value = 0;                                // kDelay: seconds; kTransfer: bytes
     std::uint32_t path_offset = 0, path_size = 0;    // into paths()
     std::uint32_t after_offset = 0, after_size = 0;  // into afters()
     std::string label = {};

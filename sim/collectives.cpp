@@ -194,7 +194,7 @@ Frontier emit_tree_reduce(StepBuilder& b, std::span<const NodeId> ranks, Bytes n
   const std::size_t p = ranks.size();
   check_after(after, p, "tree reduce");
   if (p <= 1) return pass_through(after, p);
-  std::vector<StepRef> up(p, kNoStep);  // rank i's send to its parent
+  std::vector<StepRef> up(p, kNoStep);       // rank i's send to its parent
   for (std::size_t i = p - 1; i > 0; --i) {  // children have higher indices than parents
     const std::size_t parent = (i - 1) / 2;
     const StepRef deps[4] = {entry(after, i), entry(after, parent), 2 * i + 1 < p ? up[2 * i + 1] : kNoStep,
@@ -213,7 +213,7 @@ Frontier emit_tree_broadcast(StepBuilder& b, std::span<const NodeId> ranks, Byte
   check_after(after, p, "tree broadcast");
   if (p <= 1) return pass_through(after, p);
   std::vector<StepRef> down(p, kNoStep);  // rank i's receive from its parent
-  for (std::size_t i = 1; i < p; ++i) {  // parents before children
+  for (std::size_t i = 1; i < p; ++i) {   // parents before children
     const std::size_t parent = (i - 1) / 2;
     const StepRef deps[3] = {parent == 0 ? entry(after, 0) : down[parent], entry(after, parent), entry(after, i)};
     down[i] = b.transfer(n, route(ranks[parent], ranks[i]), deps, label("tree-down", 0, parent, i));
@@ -232,8 +232,8 @@ Frontier emit_tree_all_reduce(StepBuilder& b, std::span<const NodeId> ranks, Byt
   return emit_tree_broadcast(b, ranks, n, route, reduced);
 }
 
-Frontier emit_hierarchical_all_reduce(StepBuilder& b, std::span<const NodeId> ranks, std::uint32_t group_size,
-                                      Bytes n, const RouteFn& route, std::span<const StepRef> after) {
+Frontier emit_hierarchical_all_reduce(StepBuilder& b, std::span<const NodeId> ranks, std::uint32_t group_size, Bytes n,
+                                      const RouteFn& route, std::span<const StepRef> after) {
   const std::size_t p = ranks.size();
   check_after(after, p, "hierarchical all-reduce");
   check_groups(p, group_size, "hierarchical all-reduce");
@@ -249,8 +249,8 @@ Frontier emit_hierarchical_all_reduce(StepBuilder& b, std::span<const NodeId> ra
   });
 }
 
-Frontier emit_hierarchical_all_to_all(StepBuilder& b, std::span<const NodeId> ranks, std::uint32_t group_size,
-                                      Bytes n, const RouteFn& route, std::span<const StepRef> after) {
+Frontier emit_hierarchical_all_to_all(StepBuilder& b, std::span<const NodeId> ranks, std::uint32_t group_size, Bytes n,
+                                      const RouteFn& route, std::span<const StepRef> after) {
   const std::size_t p = ranks.size();
   check_after(after, p, "hierarchical all-to-all");
   check_groups(p, group_size, "hierarchical all-to-all");
@@ -263,20 +263,25 @@ Frontier emit_hierarchical_all_to_all(StepBuilder& b, std::span<const NodeId> ra
   });
 }
 
-#define MOESIM_SIM_EXPANSION(factory, emitter)                                                 \
-  Expansion factory(RouteFn route) {                                                           \
-    return [route = std::move(route)](const CollectiveContext& c, StepBuilder& b) {            \
-      emitter(b, c.endpoints, c.bytes, route);                                                 \
-    };                                                                                         \
-  }
-MOESIM_SIM_EXPANSION(ring_reduce_scatter, emit_ring_reduce_scatter)
-MOESIM_SIM_EXPANSION(ring_all_gather, emit_ring_all_gather)
-MOESIM_SIM_EXPANSION(ring_all_reduce, emit_ring_all_reduce)
-MOESIM_SIM_EXPANSION(pairwise_all_to_all, emit_pairwise_all_to_all)
-MOESIM_SIM_EXPANSION(direct_all_to_all, emit_direct_all_to_all)
-MOESIM_SIM_EXPANSION(tree_all_reduce, emit_tree_all_reduce)
-MOESIM_SIM_EXPANSION(tree_broadcast, emit_tree_broadcast)
-#undef MOESIM_SIM_EXPANSION
+namespace {
+
+// An Expansion that runs one emitter over the collective's endpoints and bytes.
+using Emitter = Frontier (*)(StepBuilder&, std::span<const NodeId>, Bytes, const RouteFn&, std::span<const StepRef>);
+Expansion bind(Emitter emit, RouteFn route) {
+  return [emit, route = std::move(route)](const CollectiveContext& c, StepBuilder& b) {
+    emit(b, c.endpoints, c.bytes, route, {});
+  };
+}
+
+}  // namespace
+
+Expansion ring_reduce_scatter(RouteFn route) { return bind(emit_ring_reduce_scatter, std::move(route)); }
+Expansion ring_all_gather(RouteFn route) { return bind(emit_ring_all_gather, std::move(route)); }
+Expansion ring_all_reduce(RouteFn route) { return bind(emit_ring_all_reduce, std::move(route)); }
+Expansion pairwise_all_to_all(RouteFn route) { return bind(emit_pairwise_all_to_all, std::move(route)); }
+Expansion direct_all_to_all(RouteFn route) { return bind(emit_direct_all_to_all, std::move(route)); }
+Expansion tree_all_reduce(RouteFn route) { return bind(emit_tree_all_reduce, std::move(route)); }
+Expansion tree_broadcast(RouteFn route) { return bind(emit_tree_broadcast, std::move(route)); }
 
 Expansion hierarchical_all_reduce(std::uint32_t group_size, RouteFn route) {
   return [group_size, route = std::move(route)](const CollectiveContext& c, StepBuilder& b) {

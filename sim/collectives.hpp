@@ -60,12 +60,12 @@ Frontier emit_tree_all_reduce(StepBuilder& b, std::span<const NodeId> ranks, Byt
 // node); p must be a multiple of it.
 // All-reduce: ring reduce-scatter inside each group, ring all-reduce of n/group_size
 // between the ranks with the same index in every group, ring all-gather inside each group.
-Frontier emit_hierarchical_all_reduce(StepBuilder& b, std::span<const NodeId> ranks, std::uint32_t group_size,
-                                      Bytes n, const RouteFn& route, std::span<const StepRef> after = {});
+Frontier emit_hierarchical_all_reduce(StepBuilder& b, std::span<const NodeId> ranks, std::uint32_t group_size, Bytes n,
+                                      const RouteFn& route, std::span<const StepRef> after = {});
 // All-to-all: pairwise inside each group (n/G to each peer), then pairwise between the
 // ranks with the same index in every group (n/N to each peer, N groups).
-Frontier emit_hierarchical_all_to_all(StepBuilder& b, std::span<const NodeId> ranks, std::uint32_t group_size,
-                                      Bytes n, const RouteFn& route, std::span<const StepRef> after = {});
+Frontier emit_hierarchical_all_to_all(StepBuilder& b, std::span<const NodeId> ranks, std::uint32_t group_size, Bytes n,
+                                      const RouteFn& route, std::span<const StepRef> after = {});
 
 // Expansions running the emitters above over CollectiveSpec::endpoints and ::bytes.
 Expansion ring_reduce_scatter(RouteFn route);

@@ -1,8 +1,9 @@
 // The event loop. Tasks and collective steps are "nodes" in one dense index space (tasks
 // first); dependencies are a CSR array built once per run; an event queue ordered by
-// (time, priority, subject id) and the flow that ends first drive everything. At each instant the engine first applies
-// every event at that time (ends of tasks and flows, flows entering their data phase),
-// then lets the resources start what they can, then re-solves the flow rates once.
+// (time, priority, subject id), and the flow that ends first, drive everything. At each
+// instant the engine first applies every event at that time (ends of tasks and flows,
+// flows entering their data phase), then lets the resources start what they can, then
+// re-solves the flow rates once.
 #include "sim/engine.hpp"
 
 #include <algorithm>
@@ -35,9 +36,7 @@ enum : std::uint32_t { kPriorityFlowEnd = 0, kPriorityNodeEnd = 1, kPriorityFlow
 std::uint32_t payload(std::uint32_t kind, std::uint32_t index) { return (kind << kIndexBits) | index; }
 
 // Why a node started when it did: a Via (top two bits) and the node to credit (low bits).
-std::uint32_t pack_cause(Via via, std::uint32_t node) {
-  return (static_cast<std::uint32_t>(via) << kIndexBits) | node;
-}
+std::uint32_t pack_cause(Via via, std::uint32_t node) { return (static_cast<std::uint32_t>(via) << kIndexBits) | node; }
 Via cause_via(std::uint32_t cause) { return static_cast<Via>(cause >> kIndexBits); }
 std::uint32_t cause_node(std::uint32_t cause) { return cause & kIndexMask; }
 
@@ -106,9 +105,7 @@ class Engine {
   Result run();
 
  private:
-  NodeKind kind(std::uint32_t x) const {
-    return x < n_ ? static_cast<NodeKind>(w_.kind(x)) : step_kind_[x - n_];
-  }
+  NodeKind kind(std::uint32_t x) const { return x < n_ ? static_cast<NodeKind>(w_.kind(x)) : step_kind_[x - n_]; }
   bool has_resources(std::uint32_t x) const {
     if (x >= n_) return false;
     if (w_.resource(x) != kNoResource) return true;
@@ -123,9 +120,7 @@ class Engine {
       for (const ResourceId p : w_.collective(x).parties) f(p);
     }
   }
-  std::span<const LinkId> flow_path(std::uint32_t f) const {
-    return {arena_.data() + xfer_offset_[f], xfer_size_[f]};
-  }
+  std::span<const LinkId> flow_path(std::uint32_t f) const { return {arena_.data() + xfer_offset_[f], xfer_size_[f]}; }
 
   void set_up();
   void add_transfer(std::uint32_t node, Bytes bytes, std::span<const LinkId> path);
@@ -144,6 +139,7 @@ class Engine {
   void mark_dirty(ResourceId r);
   std::uint32_t head(ResourceId r);
   void dispatch(ResourceId r, Seconds t);
+  bool can_start(std::uint32_t x, ResourceId r);
   void acquire(std::uint32_t x, Seconds t);
   void release(ResourceId r, std::uint32_t x, Seconds t);
 
@@ -154,17 +150,17 @@ class Engine {
   const Workload& w_;
   const Network& net_;
   const Options& opt_;
-  const std::uint32_t n_;   // tasks
+  const std::uint32_t n_;    // tasks
   std::uint32_t nodes_ = 0;  // tasks + steps
 
   // Collective steps: node n_ + k is step k overall.
   std::vector<NodeKind> step_kind_;
-  std::vector<double> step_value_;          // kDelay: seconds
-  std::vector<std::uint32_t> step_owner_;   // index in coll_
-  std::vector<std::uint32_t> step_xfer_;    // kTransfer: index in xfer_
+  std::vector<double> step_value_;         // kDelay: seconds
+  std::vector<std::uint32_t> step_owner_;  // index in coll_
+  std::vector<std::uint32_t> step_xfer_;   // kTransfer: index in xfer_
   std::vector<StepRef> step_index_;
   std::vector<std::string> step_label_;
-  std::vector<std::uint32_t> step_edges_;   // pairs (before node, after node)
+  std::vector<std::uint32_t> step_edges_;  // pairs (before node, after node)
   std::vector<CollectiveState> coll_;
 
   // Flows: transfer tasks first (by Workload::kind_index), then transfer steps.
@@ -181,6 +177,7 @@ class Engine {
   std::vector<ResourceState> res_;
   std::vector<std::uint32_t> queue_;  // kInOrder resources' tasks, each resource a slice
   std::vector<ResourceId> dirty_;
+  std::vector<ReadyEntry> skipped_;
 
   EventQueue events_;
   std::unique_ptr<detail::FlowSharing> sharing_;
@@ -388,19 +385,48 @@ std::uint32_t Engine::head(ResourceId r) {
   return R.ready.empty() ? kNoNode : R.ready.front().node;
 }
 
+bool Engine::can_start(std::uint32_t x, ResourceId r) {
+  bool all = true;
+  for_each_resource(x, [&](ResourceId p) {
+    if (p == r || !all) return;
+    const ResourceState& P = res_[p];
+    all = P.free > 0 && (P.order != QueueOrder::kInOrder || head(p) == x);
+  });
+  return all;
+}
+
 void Engine::dispatch(ResourceId r, Seconds t) {
-  while (res_[r].free > 0) {
+  ResourceState& R = res_[r];
+  if (R.order == QueueOrder::kInOrder) {
+    // A stream runs its tasks strictly in order: a collective at its head holds it until
+    // every party can start it, as a GPU stream would.
+    while (R.free > 0) {
+      const std::uint32_t x = head(r);
+      if (x == kNoNode || !can_start(x, r)) return;
+      acquire(x, t);
+      start(x, t);
+    }
+    return;
+  }
+  // A pool starts the best ready task that can start now. A collective still waiting for
+  // another party does not hold the pool, so pools never take part in a deadlock.
+  skipped_.clear();
+  while (R.free > 0) {
     const std::uint32_t x = head(r);
-    if (x == kNoNode) return;
-    // A collective starts only when it is next on every party and every party has a slot;
-    // until then this resource holds its slot for it, as a GPU stream would.
-    bool all = true;
-    for_each_resource(x, [&](ResourceId p) {
-      if (p != r && (res_[p].free == 0 || head(p) != x)) all = false;
-    });
-    if (!all) return;
-    acquire(x, t);
-    start(x, t);
+    if (x == kNoNode) break;
+    const ReadyEntry entry = R.ready.front();
+    std::pop_heap(R.ready.begin(), R.ready.end(), StartsLater());
+    R.ready.pop_back();
+    if (can_start(x, r)) {
+      acquire(x, t);
+      start(x, t);
+    } else {
+      skipped_.push_back(entry);
+    }
+  }
+  for (const ReadyEntry& e : skipped_) {
+    R.ready.push_back(e);
+    std::push_heap(R.ready.begin(), R.ready.end(), StartsLater());
   }
 }
 
@@ -425,11 +451,10 @@ void Engine::acquire(std::uint32_t x, Seconds t) {
     if (P.order == QueueOrder::kInOrder) {
       assert(queue_[P.next] == x);
       ++P.next;
-    } else {
-      assert(P.ready.front().node == x);
+    } else if (!P.ready.empty() && P.ready.front().node == x) {
       std::pop_heap(P.ready.begin(), P.ready.end(), StartsLater());
       P.ready.pop_back();
-    }
+    }  // else: a pool's entry deeper in its heap, dropped when it surfaces (head())
     // A task queued behind x that can start now (capacity > 1) owes its start to x's.
     P.changed_at = t;
     P.changed_cause = cause_[x];
@@ -661,9 +686,10 @@ void Engine::diagnose_stall() const {
     for_each_resource(x, [&](ResourceId r) {
       const ResourceState& R = res_[r];
       const std::uint32_t h = R.order == QueueOrder::kInOrder && R.next < R.end ? queue_[R.next]
-                              : R.ready.empty()                               ? kNone
-                                                                               : R.ready.front().node;
-      if (h != x && h != kNone) msg << " resource '" << w_.resource_info(r).name << "' (next there: " << w_.describe(h) << ")";
+                              : R.ready.empty()                                 ? kNone
+                                                                                : R.ready.front().node;
+      if (h != x && h != kNone)
+        msg << " resource '" << w_.resource_info(r).name << "' (next there: " << w_.describe(h) << ")";
     });
     msg << ";";
     ++shown;
@@ -791,9 +817,9 @@ Result Engine::run() {
                   capacity_bytes(step_owner_) + capacity_bytes(step_xfer_) + capacity_bytes(step_index_) +
                   capacity_bytes(step_label_) + capacity_bytes(coll_) + capacity_bytes(xfer_) +
                   capacity_bytes(xfer_offset_) + capacity_bytes(xfer_size_) + capacity_bytes(arena_) +
-                  capacity_bytes(succ_offset_) + capacity_bytes(succ_) +
-                  capacity_bytes(pending_) + capacity_bytes(cause_) + capacity_bytes(res_) + capacity_bytes(queue_) +
-                  capacity_bytes(dirty_) + events_.capacity() * sizeof(Event) + sharing_->memory_bytes();
+                  capacity_bytes(succ_offset_) + capacity_bytes(succ_) + capacity_bytes(pending_) +
+                  capacity_bytes(cause_) + capacity_bytes(res_) + capacity_bytes(queue_) + capacity_bytes(dirty_) +
+                  events_.capacity() * sizeof(Event) + sharing_->memory_bytes();
   for (const ResourceState& R : res_) engine_bytes_ += capacity_bytes(R.ready);
   for (const std::string& s : step_label_) engine_bytes_ += s.capacity() > 15 ? s.capacity() : 0;
   if (finished_ != nodes_) diagnose_stall();

@@ -46,9 +46,8 @@ const auto kLater = std::greater<std::pair<double, LinkId>>();
 
 }  // namespace
 
-FlowSharing::FlowSharing(const Network& network, std::span<const LinkId> arena,
-                         std::span<const std::uint32_t> offsets, std::span<const std::uint32_t> sizes,
-                         SharingMode mode)
+FlowSharing::FlowSharing(const Network& network, std::span<const LinkId> arena, std::span<const std::uint32_t> offsets,
+                         std::span<const std::uint32_t> sizes, SharingMode mode)
     : arena_(arena), offsets_(offsets), sizes_(sizes), mode_(mode) {
   slot_of_.assign(offsets.size(), 0);
   pos_.assign(arena.size(), 0);
@@ -418,16 +417,15 @@ void FlowSharing::ends_erase(std::uint32_t s) {
 }
 
 std::size_t FlowSharing::memory_bytes() const {
-  std::size_t bytes = sizeof(*this) + capacity_bytes(slot_of_) + capacity_bytes(hot_) + capacity_bytes(slot_flow_) +
-                      capacity_bytes(path_) + capacity_bytes(hops_) + capacity_bytes(pos_base_) +
-                      capacity_bytes(active_pos_) + capacity_bytes(end_pos_) + capacity_bytes(remaining_) +
-                      capacity_bytes(last_) + capacity_bytes(free_slots_) + capacity_bytes(active_) +
-                      capacity_bytes(ends_) + capacity_bytes(pos_) + capacity_bytes(on_link_) +
-                      capacity_bytes(capacity_) + capacity_bytes(level_) + capacity_bytes(queued_key_) +
-                      capacity_bytes(busy_since_) + capacity_bytes(link_busy_) + capacity_bytes(saturated_) +
-                      capacity_bytes(pushed_) + capacity_bytes(seeds_) + capacity_bytes(added_) +
-                      capacity_bytes(touched_list_) + capacity_bytes(assigned_list_) + capacity_bytes(pushed_list_) +
-                      capacity_bytes(heap_);
+  std::size_t bytes =
+      sizeof(*this) + capacity_bytes(slot_of_) + capacity_bytes(hot_) + capacity_bytes(slot_flow_) +
+      capacity_bytes(path_) + capacity_bytes(hops_) + capacity_bytes(pos_base_) + capacity_bytes(active_pos_) +
+      capacity_bytes(end_pos_) + capacity_bytes(remaining_) + capacity_bytes(last_) + capacity_bytes(free_slots_) +
+      capacity_bytes(active_) + capacity_bytes(ends_) + capacity_bytes(pos_) + capacity_bytes(on_link_) +
+      capacity_bytes(capacity_) + capacity_bytes(level_) + capacity_bytes(queued_key_) + capacity_bytes(busy_since_) +
+      capacity_bytes(link_busy_) + capacity_bytes(saturated_) + capacity_bytes(pushed_) + capacity_bytes(seeds_) +
+      capacity_bytes(added_) + capacity_bytes(touched_list_) + capacity_bytes(assigned_list_) +
+      capacity_bytes(pushed_list_) + capacity_bytes(heap_);
   for (const auto& list : on_link_) bytes += capacity_bytes(list);
   return bytes;
 }

@@ -15,7 +15,6 @@ namespace moesim::sim {
 // together; when a link fills, freeze the flows crossing it; go on with the others.
 // A flow with an empty path is unconstrained and gets +infinity. Throws Error for a link
 // id out of range or a capacity that is not positive and finite.
-std::vector<BytesPerSecond> max_min_rates(std::span<const BytesPerSecond> capacities,
-                                          std::span<const Path> flow_paths);
+std::vector<BytesPerSecond> max_min_rates(std::span<const BytesPerSecond> capacities, std::span<const Path> flow_paths);
 
 }  // namespace moesim::sim

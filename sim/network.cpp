@@ -12,9 +12,7 @@
 namespace moesim::sim {
 namespace {
 
-std::uint64_t pair_key(NodeId src, NodeId dst) {
-  return (static_cast<std::uint64_t>(src) << 32) | dst;
-}
+std::uint64_t pair_key(NodeId src, NodeId dst) { return (static_cast<std::uint64_t>(src) << 32) | dst; }
 
 }  // namespace
 
@@ -30,8 +28,7 @@ NodeId Network::add_node(std::string name) {
 void Network::check_node(NodeId id, std::string_view what) const {
   if (id >= node_names_.size()) {
     std::ostringstream msg;
-    msg << what << ": node " << id << " does not exist (the network has " << node_names_.size()
-        << " nodes)";
+    msg << what << ": node " << id << " does not exist (the network has " << node_names_.size() << " nodes)";
     throw Error(msg.str());
   }
 }
@@ -149,9 +146,9 @@ void Network::check_path(std::span<const LinkId> path, std::string_view what) co
     }
     if (i > 0 && links_[path[i - 1]].dst != links_[path[i]].src) {
       std::ostringstream msg;
-      msg << what << ": path is not contiguous at hop " << i << ": link " << link_name(path[i - 1])
-          << " ends at '" << node_names_[links_[path[i - 1]].dst] << "' but link " << link_name(path[i])
-          << " starts at '" << node_names_[links_[path[i]].src] << "'";
+      msg << what << ": path is not contiguous at hop " << i << ": link " << link_name(path[i - 1]) << " ends at '"
+          << node_names_[links_[path[i - 1]].dst] << "' but link " << link_name(path[i]) << " starts at '"
+          << node_names_[links_[path[i]].src] << "'";
       throw Error(msg.str());
     }
   }

@@ -27,23 +27,23 @@ struct LinkStats {
 
 // One step of an expanded collective.
 struct StepRecord {
-  TaskId collective = 0;     // the collective task it belongs to
-  StepRef index = 0;         // its index within that collective's expansion
+  TaskId collective = 0;  // the collective task it belongs to
+  StepRef index = 0;      // its index within that collective's expansion
   StepKind kind = StepKind::kDelay;
   Seconds start = 0, end = 0;
-  std::uint32_t flow = 0;    // kTransfer: its entry in Result::flows
+  std::uint32_t flow = 0;  // kTransfer: its entry in Result::flows
   std::string label = {};
 };
 
 // One transfer: a transfer task, or a transfer step of a collective.
 struct FlowRecord {
-  TaskId task = 0;             // the transfer task, or the collective that owns the step
-  StepRef step = kNoStep;      // kNoStep for a transfer task
+  TaskId task = 0;         // the transfer task, or the collective that owns the step
+  StepRef step = kNoStep;  // kNoStep for a transfer task
   Bytes bytes = 0;
-  Seconds start = 0;           // when it started (its latency phase begins)
-  Seconds data_start = 0;      // start + the sum of its path's latencies
+  Seconds start = 0;       // when it started (its latency phase begins)
+  Seconds data_start = 0;  // start + the sum of its path's latencies
   Seconds end = 0;
-  NodeId src = 0, dst = 0;     // first and last node of its path (equal for an empty path)
+  NodeId src = 0, dst = 0;  // first and last node of its path (equal for an empty path)
   std::uint32_t hops = 0;
 };
 
@@ -73,7 +73,7 @@ struct CategoryTime {
 // (through a dependency or by releasing a resource). See docs/engine.md.
 struct CriticalPath {
   std::vector<CriticalStep> steps;
-  Seconds length = 0;                    // end of the last step (= the makespan)
+  Seconds length = 0;                     // end of the last step (= the makespan)
   std::vector<CategoryTime> by_category;  // time per task category, largest first
   // Waits inside the path's transfer tasks: the latency phase, and the time lost to
   // sharing links with other flows (duration - latency - bytes / narrowest bandwidth).
@@ -86,20 +86,20 @@ struct CriticalPath {
 
 // Counters about the run itself.
 struct EngineStats {
-  std::uint64_t events = 0;          // events popped from the queue
-  std::uint64_t rate_updates = 0;    // max-min recomputations (one per instant with flow changes)
-  std::uint64_t flows_rerated = 0;   // flows given a rate by a recomputation, summed
+  std::uint64_t events = 0;             // events popped from the queue
+  std::uint64_t rate_updates = 0;       // max-min recomputations (one per instant with flow changes)
+  std::uint64_t flows_rerated = 0;      // flows given a rate by a recomputation, summed
   std::uint64_t sharing_fallbacks = 0;  // recomputations the incremental solver handed to a full one (0 expected)
-  std::uint64_t rate_changes = 0;    // flows whose rate actually changed, summed
-  std::uint64_t flow_starts = 0;     // flows entering their data phase
-  std::size_t engine_bytes = 0;      // peak working memory of the engine, excluding the Result
+  std::uint64_t rate_changes = 0;       // flows whose rate actually changed, summed
+  std::uint64_t flow_starts = 0;        // flows entering their data phase
+  std::size_t engine_bytes = 0;         // peak working memory of the engine, excluding the Result
 };
 
 struct Result {
-  Seconds makespan = 0;              // latest end of any task
-  std::vector<Seconds> start, end;   // per task id
-  std::vector<StepRecord> steps;     // collective steps, by collective then step index
-  std::vector<FlowRecord> flows;     // every transfer, in start order
+  Seconds makespan = 0;                  // latest end of any task
+  std::vector<Seconds> start, end;       // per task id
+  std::vector<StepRecord> steps;         // collective steps, by collective then step index
+  std::vector<FlowRecord> flows;         // every transfer, in start order
   std::vector<ResourceStats> resources;  // per resource id
   std::vector<LinkStats> links;          // per link id
   CriticalPath critical_path;

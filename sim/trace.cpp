@@ -10,6 +10,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <ostream>
 #include <queue>
 #include <set>
@@ -17,8 +18,6 @@
 #include <string>
 #include <system_error>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "sim/error.hpp"
 
@@ -94,8 +93,7 @@ class Writer {
   void end() { out_ << "\n]}\n"; }
   void process(std::uint32_t pid, std::string_view name, std::uint32_t sort) {
     sep();
-    out_ << "{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":" << pid << ",\"args\":{\"name\":" << quoted(name)
-         << "}}";
+    out_ << "{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":" << pid << ",\"args\":{\"name\":" << quoted(name) << "}}";
     sep();
     out_ << "{\"ph\":\"M\",\"name\":\"process_sort_index\",\"pid\":" << pid << ",\"args\":{\"sort_index\":" << sort
          << "}}";
@@ -146,6 +144,12 @@ class Args {
   Args& add(std::string_view key, std::uint64_t value) {
     next(key);
     s_.append(std::to_string(value));
+    return *this;
+  }
+  // A number already formatted as JSON (e.g. by micros()).
+  Args& number(std::string_view key, std::string_view formatted) {
+    next(key);
+    s_.append(formatted);
     return *this;
   }
   // An already-formed `"key":value` list.
@@ -230,7 +234,8 @@ void write_chrome_trace(std::ostream& out, const Workload& w, const Network& net
     first_tid[res] = next_tid;
     next_tid += lanes;
   }
-  for (std::size_t g = 0; g < groups.size(); ++g) writer.process(static_cast<std::uint32_t>(g + 1), groups[g], static_cast<std::uint32_t>(g + 1));
+  for (std::size_t g = 0; g < groups.size(); ++g)
+    writer.process(static_cast<std::uint32_t>(g + 1), groups[g], static_cast<std::uint32_t>(g + 1));
   for (ResourceId res = 0; res < w.resource_count(); ++res) {
     const Resource& info = w.resource_info(res);
     const std::uint32_t pid = group_pid[info.group.empty() ? std::string("resources") : info.group];
@@ -254,7 +259,9 @@ void write_chrome_trace(std::ostream& out, const Workload& w, const Network& net
         a.add("kind", "transfer").add("bytes", w.value(t));
         break;
       case TaskKind::kCollective:
-        a.add("kind", "collective").add("bytes", w.value(t)).add("parties", std::uint64_t{w.collective(t).parties.size()});
+        a.add("kind", "collective")
+            .add("bytes", w.value(t))
+            .add("parties", std::uint64_t{w.collective(t).parties.size()});
         break;
     }
     a.raw(user_args[t].str());
@@ -289,7 +296,8 @@ void write_chrome_trace(std::ostream& out, const Workload& w, const Network& net
     std::vector<Interval> items;
     for (std::uint32_t k = 0; k < r.steps.size(); ++k) {
       const StepRecord& s = r.steps[k];
-      if (s.kind == StepKind::kDelay && to_ns(s.end) > to_ns(s.start)) items.push_back({to_ns(s.start), to_ns(s.end), k});
+      if (s.kind == StepKind::kDelay && to_ns(s.end) > to_ns(s.start))
+        items.push_back({to_ns(s.start), to_ns(s.end), k});
     }
     if (!items.empty()) {
       std::vector<Interval> ordered = items;
@@ -335,7 +343,7 @@ void write_chrome_trace(std::ostream& out, const Workload& w, const Network& net
           .add("src", net.node_name(f.src))
           .add("dst", net.node_name(f.dst))
           .add("hops", std::uint64_t{f.hops})
-          .add("data_start_us", micros(to_ns(f.data_start)));
+          .number("data_start_us", micros(to_ns(f.data_start)));
       writer.complete(pid_flows, lane[k] + 1, name, w.category(f.task), items[k].start, items[k].end, args.str());
     }
   }

@@ -19,8 +19,8 @@ struct TraceOptions {
 };
 
 // Writes the trace to `out`. Times are microseconds with three decimals (nanoseconds).
-void write_chrome_trace(std::ostream& out, const Workload& workload, const Network& network,
-                        const Result& result, const TraceOptions& options = {});
+void write_chrome_trace(std::ostream& out, const Workload& workload, const Network& network, const Result& result,
+                        const TraceOptions& options = {});
 
 // Writes the trace to a temporary file beside `path`, then renames it over `path`, so a
 // failed write never leaves a partial file. Throws Error naming the file on failure.

@@ -53,7 +53,7 @@ TaskId Workload::add_task(TaskKind kind, std::string_view name, double value, st
   }
   std::uint16_t category = static_cast<std::uint16_t>(kind);  // the defaults come first
   if (!options.category.empty()) {
-    const auto it = category_index_.find(std::string(options.category));
+    const auto it = category_index_.find(options.category);
     if (it != category_index_.end()) {
       category = it->second;
     } else {
@@ -105,7 +105,8 @@ TaskId Workload::add_transfer(std::string_view name, Bytes bytes, std::span<cons
   }
   const auto index = static_cast<std::uint32_t>(transfers_.size());
   const TaskId id = add_task(TaskKind::kTransfer, name, bytes, index, options);
-  transfers_.push_back(TransferPath{static_cast<std::uint32_t>(paths_.size()), static_cast<std::uint32_t>(path.size())});
+  transfers_.push_back(
+      TransferPath{static_cast<std::uint32_t>(paths_.size()), static_cast<std::uint32_t>(path.size())});
   paths_.insert(paths_.end(), path.begin(), path.end());
   return id;
 }
@@ -190,9 +191,8 @@ std::size_t Workload::memory_bytes() const {
   std::size_t bytes = sizeof(*this);
   bytes += capacity_bytes(kind_) + capacity_bytes(resource_) + capacity_bytes(value_) + capacity_bytes(aux_) +
            capacity_bytes(priority_) + capacity_bytes(category_) + capacity_bytes(name_) + names_.capacity() +
-           capacity_bytes(deps_) + capacity_bytes(transfers_) + capacity_bytes(paths_) +
-           capacity_bytes(collectives_) + capacity_bytes(resources_) + capacity_bytes(categories_) +
-           capacity_bytes(args_);
+           capacity_bytes(deps_) + capacity_bytes(transfers_) + capacity_bytes(paths_) + capacity_bytes(collectives_) +
+           capacity_bytes(resources_) + capacity_bytes(categories_) + capacity_bytes(args_);
   return bytes;
 }
 

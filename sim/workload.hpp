@@ -24,14 +24,15 @@ enum class QueueOrder : std::uint8_t {
   // the one before it to start, like a CUDA stream or an NCCL communicator.
   kInOrder,
   // A pool: among the tasks whose dependencies are done, the lowest (priority, time it
-  // became ready, task id) starts first.
+  // became ready, task id) that can start now starts first (a collective waiting for its
+  // other parties does not hold a pool).
   kPriority,
 };
 
 struct ResourceOptions {
-  std::uint32_t capacity = 1;           // tasks it can run at once, >= 1
+  std::uint32_t capacity = 1;  // tasks it can run at once, >= 1
   QueueOrder order = QueueOrder::kInOrder;
-  std::string group = {};               // trace: resources of one group share a process track
+  std::string group = {};  // trace: resources of one group share a process track
 };
 
 struct Resource {
@@ -45,7 +46,7 @@ struct Resource {
 struct TaskOptions {
   // A free-form kind ("gemm", "all_to_all"...) the critical path adds time up by. Empty:
   // "delay", "transfer" or "collective" after the task's kind.
-  std::string_view category = {};
+  std::string category = {};
   // The resource the task occupies while it runs; kNoResource: it runs as soon as its
   // dependencies are done. A collective's resources are its parties instead.
   ResourceId resource = kNoResource;
@@ -98,6 +99,7 @@ class Workload {
   std::int32_t priority(TaskId t) const { return priority_[t]; }
   // kDelay: its duration (s); kTransfer: its bytes; kCollective: the spec's bytes.
   double value(TaskId t) const { return value_[t]; }
+  // Views into the workload: valid until the next task is added.
   std::string_view name(TaskId t) const { return std::string_view(names_.data() + name_[t]); }
   std::uint16_t category_id(TaskId t) const { return category_[t]; }
   std::string_view category(TaskId t) const { return categories_[category_[t]]; }
@@ -119,8 +121,7 @@ class Workload {
   std::size_t memory_bytes() const;
 
  private:
-  TaskId add_task(TaskKind kind, std::string_view name, double value, std::uint32_t aux,
-                  const TaskOptions& options);
+  TaskId add_task(TaskKind kind, std::string_view name, double value, std::uint32_t aux, const TaskOptions& options);
   void check_task(TaskId t, std::string_view what) const;
 
   // Per task, struct of arrays.

@@ -1,12 +1,13 @@
 // Collectives expanded into steps reproduce the alpha-beta closed forms
 // (reference/hardware.md section 5): ring all-reduce, reduce-scatter, all-gather, pairwise
 // and direct all-to-all, tree all-reduce, and the two hierarchical compositions.
+#include "sim/collectives.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <map>
 
-#include "sim/collectives.hpp"
 #include "sim/engine.hpp"
 #include "sim/error.hpp"
 #include "tests/sim/sim_test_util.hpp"
@@ -24,7 +25,7 @@ constexpr double kN = 67108864.0;         // 2^26 bytes
 // A directed ring 0 -> 1 -> ... -> p-1 -> 0.
 Network ring_network(int p, double bw, double alpha) {
   Network net;
-  for (int i = 0; i < p; ++i) net.add_node("r" + std::to_string(i));
+  for (int i = 0; i < p; ++i) net.add_node(testing::concat("r", i));
   for (int i = 0; i < p; ++i) net.add_link(static_cast<NodeId>(i), static_cast<NodeId>((i + 1) % p), bw, alpha);
   return net;
 }
@@ -39,7 +40,7 @@ Result run_collective(const Network& net, int p, double bytes, Expansion expansi
   spec.endpoints = testing::first_nodes(p);
   spec.bytes = bytes;
   spec.expansion = std::move(expansion);
-  for (int i = 0; i < p; ++i) spec.parties.push_back(w.add_resource("comm" + std::to_string(i)));
+  for (int i = 0; i < p; ++i) spec.parties.push_back(w.add_resource(testing::concat("comm", i)));
   const TaskId t = w.add_collective("coll", std::move(spec), {.category = "collective"});
   if (id != nullptr) *id = t;
   return simulate(w, net);
@@ -50,7 +51,7 @@ TEST(Collectives, RingAllReduceEqualsClosedFormExactly) {
     const Network net = ring_network(p, kB, kAlpha);
     const Result r = run_collective(net, p, kN, ring_all_reduce(direct_routes(net)));
     const double closed = 2 * (p - 1) * kAlpha + 2.0 * (p - 1) / p * kN / kB;
-    report("ring all-reduce p=" + std::to_string(p), closed, r.makespan);
+    report(testing::concat("ring all-reduce p=", p), closed, r.makespan);
     EXPECT_EQ(r.makespan, closed) << "p=" << p;
     // Expanded into 2(p-1) steps per rank, each a transfer of n/p bytes.
     std::map<NodeId, int> sends;
@@ -71,7 +72,7 @@ TEST(Collectives, RingAllReduceNonDyadicWithinRounding) {
     const Network net = ring_network(p, bw, alpha);
     const Result r = run_collective(net, p, n, ring_all_reduce(direct_routes(net)));
     const double closed = 2 * (p - 1) * alpha + 2.0 * (p - 1) / p * n / bw;
-    report("ring all-reduce p=" + std::to_string(p) + " (non-dyadic)", closed, r.makespan);
+    report(testing::concat("ring all-reduce p=", p, " (non-dyadic)"), closed, r.makespan);
     EXPECT_NEAR(r.makespan, closed, 1e-12 * closed);
   }
 }
@@ -82,7 +83,7 @@ TEST(Collectives, RingReduceScatterAndAllGather) {
     const double closed = (p - 1) * kAlpha + 1.0 * (p - 1) / p * kN / kB;
     const Result rs = run_collective(net, p, kN, ring_reduce_scatter(direct_routes(net)));
     const Result ag = run_collective(net, p, kN, ring_all_gather(direct_routes(net)));
-    report("ring reduce-scatter p=" + std::to_string(p), closed, rs.makespan);
+    report(testing::concat("ring reduce-scatter p=", p), closed, rs.makespan);
     EXPECT_EQ(rs.makespan, closed);
     EXPECT_EQ(ag.makespan, closed);
   }
@@ -94,7 +95,7 @@ TEST(Collectives, PairwiseAllToAllOnASwitch) {
     const Network net = testing::star(p, kB, kAlpha);
     const Result r = run_collective(net, p, kN, pairwise_all_to_all(shortest_path_routes(net)));
     const double closed = (p - 1) * (2 * kAlpha) + 1.0 * (p - 1) / p * kN / kB;
-    report("pairwise all-to-all p=" + std::to_string(p), closed, r.makespan);
+    report(testing::concat("pairwise all-to-all p=", p), closed, r.makespan);
     EXPECT_EQ(r.makespan, closed);
     EXPECT_EQ(r.flows.size(), static_cast<std::size_t>(p * (p - 1)));
   }
@@ -107,7 +108,7 @@ TEST(Collectives, DirectAllToAllSharesTheEndpointLinks) {
     const Network net = testing::star(p, kB, kAlpha);
     const Result r = run_collective(net, p, kN, direct_all_to_all(shortest_path_routes(net)));
     const double closed = 2 * kAlpha + 1.0 * (p - 1) / p * kN / kB;
-    report("direct all-to-all p=" + std::to_string(p), closed, r.makespan);
+    report(testing::concat("direct all-to-all p=", p), closed, r.makespan);
     EXPECT_NEAR(r.makespan, closed, 1e-12 * closed);  // B/(p-1) rounds when p-1 is not a power of two
   }
 }
@@ -118,7 +119,7 @@ TEST(Collectives, TreeAllReduceOnAFullMesh) {
     const Result r = run_collective(net, p, kN, tree_all_reduce(direct_routes(net)));
     const int depth = static_cast<int>(std::floor(std::log2(p)));
     const double closed = 2 * depth * (kAlpha + kN / kB);
-    report("tree all-reduce p=" + std::to_string(p), closed, r.makespan);
+    report(testing::concat("tree all-reduce p=", p), closed, r.makespan);
     EXPECT_EQ(r.makespan, closed);
   }
 }
@@ -129,7 +130,7 @@ TEST(Collectives, HierarchicalAllReduce) {
   const int G = 4, N = 2;
   const double bi = 4 * kB, ai = kAlpha / 4, be = kB, ae = kAlpha;
   Network net;
-  for (int i = 0; i < G * N; ++i) net.add_node("g" + std::to_string(i));
+  for (int i = 0; i < G * N; ++i) net.add_node(testing::concat("g", i));
   auto id = [&](int node, int local) { return static_cast<NodeId>(node * G + local); };
   for (int node = 0; node < N; ++node) {
     for (int j = 0; j < G; ++j) {
@@ -148,7 +149,7 @@ TEST(Collectives, HierarchicalAllToAll) {
   const int G = 4, N = 4;
   const double bi = 4 * kB, ai = kAlpha / 4, be = kB, ae = kAlpha;
   Network net;
-  for (int i = 0; i < G * N; ++i) net.add_node("g" + std::to_string(i));
+  for (int i = 0; i < G * N; ++i) net.add_node(testing::concat("g", i));
   for (int a = 0; a < G * N; ++a) {
     for (int b = 0; b < G * N; ++b) {
       if (a == b) continue;

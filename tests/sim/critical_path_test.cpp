@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "sim/engine.hpp"
+#include "tests/sim/sim_test_util.hpp"
 
 namespace moesim::sim {
 namespace {
@@ -20,7 +21,7 @@ using Graph = boost::adjacency_list<boost::vecS, boost::vecS, boost::directedS, 
 struct RandomDag {
   Workload w;
   std::vector<double> duration;
-  std::vector<std::pair<TaskId, TaskId>> edges;       // dependencies
+  std::vector<std::pair<TaskId, TaskId>> edges;        // dependencies
   std::vector<std::pair<TaskId, TaskId>> queue_order;  // consecutive tasks of one in-order queue
 };
 
@@ -33,7 +34,7 @@ RandomDag make_dag(std::mt19937_64& rng, bool queues) {
   const double density = std::uniform_real_distribution<double>(0.0, 0.2)(rng);
   const int n_res = queues ? 1 + static_cast<int>(rng() % 4) : 0;
   std::vector<ResourceId> res;
-  for (int r = 0; r < n_res; ++r) res.push_back(d.w.add_resource("q" + std::to_string(r)));
+  for (int r = 0; r < n_res; ++r) res.push_back(d.w.add_resource(testing::concat("q", r)));
   std::vector<TaskId> last_on(n_res, 0);
   std::vector<bool> used(n_res, false);
   std::uniform_real_distribution<double> real(0.0, 10.0);
@@ -49,7 +50,7 @@ RandomDag make_dag(std::mt19937_64& rng, bool queues) {
       last_on[r] = static_cast<TaskId>(i);
     }
     opt.category = dur == 0 ? "zero" : "work";
-    d.w.add_delay("t" + std::to_string(i), dur, opt);
+    d.w.add_delay(testing::concat("t", i), dur, opt);
     d.duration.push_back(dur);
   }
   for (int j = 1; j < n; ++j) {

@@ -20,9 +20,9 @@ namespace {
 // A workload described by names, so it can be added in any order.
 struct Item {
   std::string name;
-  int kind = 0;        // 0 delay, 1 transfer, 2 collective
-  double value = 0;    // seconds or bytes
-  int resource = -1;   // index into resources, or -1
+  int kind = 0;       // 0 delay, 1 transfer, 2 collective
+  double value = 0;   // seconds or bytes
+  int resource = -1;  // index into resources, or -1
   int priority = 0;
   NodeId src = 0, dst = 0;
   std::vector<int> parties;
@@ -38,12 +38,12 @@ struct Described {
 // goes over its own pair link of a full mesh, one at a time per pair).
 Described describe(std::mt19937_64& rng, int p, bool shared_links) {
   Described d;
-  for (int r = 0; r < p; ++r) d.resources.emplace_back("gpu" + std::to_string(r), QueueOrder::kInOrder);
+  for (int r = 0; r < p; ++r) d.resources.emplace_back(testing::concat("gpu", r), QueueOrder::kInOrder);
   d.resources.emplace_back("pool", QueueOrder::kPriority);
   const int n = 200;
   for (int i = 0; i < n; ++i) {
     Item it;
-    it.name = "item" + std::to_string(i);
+    it.name = testing::concat("item", i);
     it.priority = i;  // distinct: the order on every queue is fixed by the description
     const int k = static_cast<int>(rng() % 10);
     if (k < 6) {
@@ -83,7 +83,7 @@ Built build(const Described& d, const Network& net, const std::vector<int>& orde
   for (const auto& [name, o] : d.resources) res.push_back(b.w.add_resource(name, {.capacity = 1, .order = o}));
   for (const int i : order) {
     const Item& it = d.items[i];
-    TaskOptions opt{.category = "c" + std::to_string(it.kind), .resource = kNoResource, .priority = it.priority};
+    TaskOptions opt{.category = testing::concat("c", it.kind), .resource = kNoResource, .priority = it.priority};
     if (it.resource >= 0 && it.kind != 2) opt.resource = res[it.resource];
     TaskId t = 0;
     if (it.kind == 0) {

@@ -1,12 +1,12 @@
 // The engine's event queue (a radix heap) against a plain ordered reference: the same pop
 // order under random pushes, pops and peeks, including pushes below a time already peeked.
+#include "sim/event_queue.hpp"
+
 #include <gtest/gtest.h>
 
 #include <random>
 #include <set>
 #include <tuple>
-
-#include "sim/event_queue.hpp"
 
 namespace moesim::sim::detail {
 namespace {

@@ -1,5 +1,7 @@
 // Flow-level link sharing: the closed forms of the issue (n equal flows on a link, two links
 // in series, a textbook max-min case) and the incremental solver against the reference.
+#include "sim/flow_sharing.hpp"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -8,7 +10,6 @@
 
 #include "sim/engine.hpp"
 #include "sim/error.hpp"
-#include "sim/flow_sharing.hpp"
 #include "sim/max_min.hpp"
 #include "tests/sim/sim_test_util.hpp"
 
@@ -27,11 +28,11 @@ TEST(FlowSharing, EqualFlowsOnOneLinkFinishAtNSOverBPlusLatency) {
     const NodeId a = net.add_node("a"), b = net.add_node("b");
     const LinkId l = net.add_link(a, b, kB, kAlpha);
     Workload w;
-    for (int i = 0; i < n; ++i) w.add_transfer("f" + std::to_string(i), S, std::vector<LinkId>{l});
+    for (int i = 0; i < n; ++i) w.add_transfer(testing::concat("f", i), S, std::vector<LinkId>{l});
     for (const Sharing mode : {Sharing::kIncremental, Sharing::kFull}) {
       const Result r = simulate(w, net, {.critical_path = true, .sharing = mode});
       const double closed = n * S / kB + kAlpha;
-      report("n=" + std::to_string(n) + " flows on one link", closed, r.makespan);
+      report(testing::concat("n=", n, " flows on one link"), closed, r.makespan);
       for (int i = 0; i < n; ++i) {
         // Powers of two: every operation is exact, so the engine's S / (B / n) + alpha is
         // bit-identical to n S / B + alpha. Otherwise B / n rounds: within 4 ulps.
@@ -111,7 +112,7 @@ TEST(FlowSharing, IncrementalSolverMatchesProgressiveFilling) {
     const int n_links = 2 + static_cast<int>(rng() % 20);
     Network net;
     std::vector<double> capacity;
-    for (int i = 0; i < n_links + 1; ++i) net.add_node("n" + std::to_string(i));
+    for (int i = 0; i < n_links + 1; ++i) net.add_node(testing::concat("n", i));
     for (int l = 0; l < n_links; ++l) {
       const int kind = static_cast<int>(rng() % 3);
       capacity.push_back(kind == 0   ? 1.0
@@ -185,7 +186,7 @@ TEST(FlowSharing, IncrementalAndFullRunsAgree) {
       auto d = static_cast<NodeId>(rng() % p);
       if (d == s) d = (d + 1) % p;
       const TaskId t =
-          w.add_transfer("t" + std::to_string(i), static_cast<double>(1 + rng() % 1000) * 1e5, net.shortest_path(s, d));
+          w.add_transfer(testing::concat("t", i), static_cast<double>(1 + rng() % 1000) * 1e5, net.shortest_path(s, d));
       if (!tasks.empty() && rng() % 2) w.add_dependency(tasks[rng() % tasks.size()], t);
       tasks.push_back(t);
     }

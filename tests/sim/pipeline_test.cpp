@@ -25,11 +25,11 @@ Pipeline build(int p, int m, double tf, double tb, Order order) {
   pl.fwd.assign(p, std::vector<TaskId>(m));
   pl.bwd.assign(p, std::vector<TaskId>(m));
   for (int s = 0; s < p; ++s) {
-    pl.stage.push_back(pl.w.add_resource("stage" + std::to_string(s), {.group = "pipeline"}));
+    pl.stage.push_back(pl.w.add_resource(testing::concat("stage", s), {.group = "pipeline"}));
     const std::vector<std::pair<bool, int>> seq = order(s);
     for (int k = 0; k < static_cast<int>(seq.size()); ++k) {
       const auto [forward, i] = seq[k];
-      const std::string name = (forward ? "F" : "B") + std::to_string(s) + "." + std::to_string(i);
+      const std::string name = testing::concat(forward ? "F" : "B", s, ".", i);
       const TaskOptions opt{.category = forward ? "forward" : "backward", .resource = pl.stage[s], .priority = k};
       (forward ? pl.fwd : pl.bwd)[s][i] = pl.w.add_delay(name, forward ? tf : tb, opt);
     }
@@ -65,7 +65,7 @@ void check_pipeline(const Pipeline& pl, int p, int m, double tf, double tb, cons
   Network net;
   const Result r = simulate(pl.w, net);
   const double closed = (m + p - 1) * (tf + tb);
-  report(what + " p=" + std::to_string(p) + " m=" + std::to_string(m), closed, r.makespan);
+  report(what + testing::concat(" p=", p, " m=", m), closed, r.makespan);
   EXPECT_EQ(r.makespan, closed);  // integers: exact
   for (int s = 0; s < p; ++s) {
     const ResourceStats& st = r.resources[pl.stage[s]];

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "sim/engine.hpp"
+#include "tests/sim/sim_test_util.hpp"
 
 namespace moesim::sim {
 namespace {
@@ -71,7 +72,7 @@ TEST(Resources, CapacityRunsSeveralAtOnce) {
   Network net;
   Workload w;
   const ResourceId r2 = w.add_resource("two", {.capacity = 2});
-  for (int i = 0; i < 3; ++i) w.add_delay("t" + std::to_string(i), 1, {.resource = r2});
+  for (int i = 0; i < 3; ++i) w.add_delay(testing::concat("t", i), 1, {.resource = r2});
   const Result r = simulate(w, net);
   EXPECT_EQ(r.makespan, 2.0);
   EXPECT_EQ(r.resources[r2].busy, 2.0);
@@ -119,7 +120,7 @@ TEST(Resources, ZeroDurationChainsResolveAtOneInstant) {
   Workload w;
   TaskId prev = w.add_delay("z0", 0);
   for (int i = 1; i < 1000; ++i) {
-    const TaskId t = w.add_delay("z" + std::to_string(i), 0);
+    const TaskId t = w.add_delay(testing::concat("z", i), 0);
     w.add_dependency(prev, t);
     prev = t;
   }

@@ -1,5 +1,7 @@
 // The Chrome trace: valid JSON, one named track per resource, every task as a complete
 // event with its arguments, flows on their own non-overlapping tracks, atomic writes.
+#include "sim/trace.hpp"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -12,7 +14,6 @@
 #include "sim/collectives.hpp"
 #include "sim/engine.hpp"
 #include "sim/error.hpp"
-#include "sim/trace.hpp"
 #include "tests/sim/sim_test_util.hpp"
 
 namespace moesim::sim {
@@ -27,20 +28,21 @@ struct Fixture {
   Fixture() {
     std::vector<ResourceId> gpu, comm;
     for (int i = 0; i < 4; ++i) {
-      gpu.push_back(w.add_resource("gpu" + std::to_string(i) + " compute", {.group = "rank " + std::to_string(i)}));
-      comm.push_back(w.add_resource("gpu" + std::to_string(i) + " comm", {.group = "rank " + std::to_string(i)}));
+      gpu.push_back(w.add_resource(testing::concat("gpu", i, " compute"), {.group = testing::concat("rank ", i)}));
+      comm.push_back(w.add_resource(testing::concat("gpu", i, " comm"), {.group = testing::concat("rank ", i)}));
     }
     const ResourceId copy = w.add_resource("copy engines", {.capacity = 2, .group = "host"});
     std::vector<TaskId> gemm;
     for (int i = 0; i < 4; ++i) {
-      gemm.push_back(w.add_delay("gemm \"quoted\" " + std::to_string(i), 1e-3 * (i + 1), {.category = "gemm", .resource = gpu[i]}));
+      gemm.push_back(w.add_delay(testing::concat("gemm \"quoted\" ", i), 1e-3 * (i + 1),
+                                 {.category = "gemm", .resource = gpu[i]}));
       w.add_arg(gemm.back(), "shape", "[4096, 4096]");
     }
     const TaskId a2a = w.add_collective(
         "all_to_all", CollectiveSpec{comm, testing::first_nodes(4), 64e6, direct_all_to_all(shortest_path_routes(net))},
         {.category = "a2a"});
     for (const TaskId g : gemm) w.add_dependency(g, a2a);
-    for (int i = 0; i < 3; ++i) w.add_delay("memcpy" + std::to_string(i), 2e-3, {.category = "copy", .resource = copy});
+    for (int i = 0; i < 3; ++i) w.add_delay(testing::concat("memcpy", i), 2e-3, {.category = "copy", .resource = copy});
     const TaskId x = w.add_transfer("send", 1e6, net.shortest_path(0, 1), {.category = "p2p"});
     w.add_dependency(a2a, x);
     w.add_delay("", 1e-3);  // unnamed, no resource
@@ -89,7 +91,7 @@ TEST(Trace, IsValidJsonWithTracksTasksAndFlows) {
   EXPECT_EQ(seen["all_to_all"], 4 + 0);  // one per party; its flows are named "all_to_all: ..."
   EXPECT_EQ(seen["gemm \"quoted\" 2"], 1);
   EXPECT_EQ(seen["send"], 2);  // the task (no resource) and its flow
-  EXPECT_EQ(seen["task " + std::to_string(f.w.task_count() - 1)], 1);
+  EXPECT_EQ(seen[testing::concat("task ", f.w.task_count() - 1)], 1);
   int a2a_flows = 0;
   for (const auto& [name, count] : seen) {
     if (name.rfind("all_to_all: ", 0) == 0) a2a_flows += count;
@@ -116,7 +118,7 @@ TEST(Trace, IsValidJsonWithTracksTasksAndFlows) {
 
 TEST(Trace, FileIsWrittenAtomically) {
   Fixture f;
-  const auto dir = std::filesystem::temp_directory_path() / ("moesim_trace_test_" + std::to_string(::getpid()));
+  const auto dir = std::filesystem::temp_directory_path() / (testing::concat("moesim_trace_test_", ::getpid()));
   std::filesystem::create_directories(dir);
   const auto path = dir / "trace.json";
   write_chrome_trace(path, f.w, f.net, f.r);
