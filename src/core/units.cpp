@@ -1,5 +1,6 @@
 // Unit parsing for config values; the only place where unit prefixes become factors.
 #include "src/core/units.hpp"
+#include "src/core/text.hpp"
 
 #include <array>
 #include <charconv>
@@ -47,12 +48,6 @@ std::optional<Unit> unit_for(std::string_view unit, Dimension dim) {
     case Dimension::flops: return find_unit(unit, kFlops);
   }
   return std::nullopt;
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
-  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
-  return s;
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 // has none; the final LayerNorm exists when decoder_normalize_before and not
 // no_decoder_final_norm.
 #include "src/importers/fairseq.hpp"
+#include "src/core/text.hpp"
 
 #include <cctype>
 #include <cmath>
@@ -18,12 +19,6 @@
 
 namespace moesim::importers {
 namespace {
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
 
 // The printed `cfg:` block: one "name  value" line per group (common, model, task ...).
 // Returns the groups whose values parse as Python literals; the others are skipped.

@@ -1,5 +1,6 @@
 // Format detection, dispatch to the importers, and the checks every import ends with.
 #include "src/importers/import.hpp"
+#include "src/core/text.hpp"
 
 #include <cctype>
 #include <fstream>
@@ -18,12 +19,6 @@ namespace moesim::importers {
 namespace {
 
 constexpr std::size_t kMaxInputBytes = std::size_t{64} << 20;
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
 
 bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;

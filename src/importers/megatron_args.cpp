@@ -1,5 +1,6 @@
 // Reading the three shapes of Megatron arguments into one name -> value object.
 #include "src/importers/megatron_args.hpp"
+#include "src/core/text.hpp"
 
 #include <cctype>
 
@@ -9,12 +10,6 @@
 
 namespace moesim::importers {
 namespace {
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
 
 bool is_ident_start(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
 bool is_ident(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
