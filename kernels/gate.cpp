@@ -9,6 +9,7 @@
 
 #include "kernels/check.hpp"
 #include "kernels/counter_rng.hpp"
+#include "kernels/top2_weight_grad.hpp"
 
 namespace moesim::kernels {
 
@@ -307,31 +308,9 @@ void gate_backward(const GateResult& r, const GateOptions& options, std::span<co
             dp[e1] += r.kept[c] ? dweight[c] : 0.0f;
         } else {
             const int e2 = r.expert[c + 1];
-            // Through w_j = g_j / max(g1 + g2, eps); below eps torch's clamp passes no
-            // gradient to the denominator.
-            float g1 = p[e1], g2 = p[e2];
-            float dw1 = dweight[c], dw2 = dweight[c + 1];
-            if (options.normalize_before_dropping) {
-                dw1 = r.kept[c] ? dw1 : 0.0f;  // w_j = kept_j * n_j
-                dw2 = r.kept[c + 1] ? dw2 : 0.0f;
-            } else {
-                g1 = r.kept[c] ? g1 : 0.0f;  // g_j = kept_j * p_j
-                g2 = r.kept[c + 1] ? g2 : 0.0f;
-            }
-            const float s = g1 + g2;
             float dg1, dg2;
-            if (s >= FLT_EPSILON) {
-                const float dot = (dw1 * g1 + dw2 * g2) / s;
-                dg1 = (dw1 - dot) / s;
-                dg2 = (dw2 - dot) / s;
-            } else {
-                dg1 = dw1 / FLT_EPSILON;
-                dg2 = dw2 / FLT_EPSILON;
-            }
-            if (!options.normalize_before_dropping) {
-                dg1 = r.kept[c] ? dg1 : 0.0f;
-                dg2 = r.kept[c + 1] ? dg2 : 0.0f;
-            }
+            top2_weight_grad(p[e1], p[e2], dweight[c], dweight[c + 1], r.kept[c], r.kept[c + 1],
+                             options.normalize_before_dropping, dg1, dg2);
             dp[e1] += dg1;
             dp[e2] += dg2;
         }

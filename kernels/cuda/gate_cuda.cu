@@ -12,6 +12,7 @@
 
 #include "kernels/check.hpp"
 #include "kernels/counter_rng.hpp"
+#include "kernels/top2_weight_grad.hpp"
 #include "kernels/cuda/reduce.cuh"
 
 namespace moesim::kernels::cuda {
@@ -236,28 +237,7 @@ __global__ void gate_backward_kernel(const float* probs, const int* expert, cons
         dg1 = kept[c] ? dweight[c] : 0.0f;
     } else {
         e2 = expert[c + 1];
-        float g1 = p[e1], g2 = p[e2];
-        float dw1 = dweight[c], dw2 = dweight[c + 1];
-        if (normalize_before) {
-            dw1 = kept[c] ? dw1 : 0.0f;
-            dw2 = kept[c + 1] ? dw2 : 0.0f;
-        } else {
-            g1 = kept[c] ? g1 : 0.0f;
-            g2 = kept[c + 1] ? g2 : 0.0f;
-        }
-        const float s = g1 + g2;
-        if (s >= FLT_EPSILON) {
-            const float dot = (dw1 * g1 + dw2 * g2) / s;
-            dg1 = (dw1 - dot) / s;
-            dg2 = (dw2 - dot) / s;
-        } else {
-            dg1 = dw1 / FLT_EPSILON;
-            dg2 = dw2 / FLT_EPSILON;
-        }
-        if (!normalize_before) {
-            dg1 = kept[c] ? dg1 : 0.0f;
-            dg2 = kept[c + 1] ? dg2 : 0.0f;
-        }
+        top2_weight_grad(p[e1], p[e2], dweight[c], dweight[c + 1], kept[c], kept[c + 1], normalize_before, dg1, dg2);
     }
     const auto dp_of = [&](int e) {
         float dp = static_cast<float>(static_cast<double>(daux) * experts * ce[e] / tokens);
