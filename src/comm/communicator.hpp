@@ -1,0 +1,51 @@
+// The one seam between the transports of moesim: MPI on CPUs today, NCCL on GPUs later.
+// The profiler's collective benchmark and the executor talk only to this interface.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace moesim {
+
+// A group of `size()` ranks exchanging float elements. Buffers are host pointers for MPI
+// (device pointers for a future NCCL communicator). Every call except send/recv is
+// collective: all ranks make it, in the same order, with matching counts. Counts are in
+// elements and may exceed 2^31-1. Errors of the transport throw std::runtime_error
+// naming the failing call.
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+
+  virtual std::string name() const = 0;  // "mpi"
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+
+  virtual void barrier() = 0;
+  // A barrier whose waiting ranks sleep instead of polling, so they leave the cores to a
+  // rank that is timing kernels (MPI's own barrier spins at full speed).
+  virtual void idle_barrier() { barrier(); }
+  // Sum over ranks, in place.
+  virtual void all_reduce(float* data, std::size_t count) = 0;
+  // recv holds count * size() elements: rank r's `count` elements at r * count.
+  virtual void all_gather(const float* send, std::size_t count, float* recv) = 0;
+  // send holds count * size() elements; recv gets the sum over ranks of block rank().
+  virtual void reduce_scatter(const float* send, float* recv, std::size_t count) = 0;
+  // send and recv hold count * size() elements; block p goes to / comes from peer p.
+  virtual void all_to_all(const float* send, float* recv, std::size_t count) = 0;
+  // Counts per peer (size() entries each); blocks lie contiguous in rank order. A rank's
+  // recv_counts[p] must equal what peer p sends to it.
+  virtual void all_to_all_v(const float* send, std::span<const std::size_t> send_counts,
+                            float* recv, std::span<const std::size_t> recv_counts) = 0;
+
+  virtual void send(const float* data, std::size_t count, int peer) = 0;
+  virtual void recv(float* data, std::size_t count, int peer) = 0;
+
+  // For timing: the largest value over ranks (the slowest rank's time), on every rank.
+  virtual double max_over_ranks(double value) = 0;
+  // On rank 0: every rank's string in rank order; on other ranks: empty.
+  virtual std::vector<std::string> gather_strings(const std::string& s) = 0;
+};
+
+}  // namespace moesim

@@ -1,0 +1,39 @@
+// The communicator of a process started without mpirun: one rank, every collective a
+// copy. It lets `moesim profile` and the executor run alone without initialising MPI.
+#pragma once
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "src/comm/communicator.hpp"
+
+namespace moesim {
+
+class SelfCommunicator final : public Communicator {
+ public:
+  std::string name() const override { return "self"; }
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  void barrier() override {}
+  void all_reduce(float*, std::size_t) override {}
+  void all_gather(const float* send, std::size_t count, float* recv) override { std::copy_n(send, count, recv); }
+  void reduce_scatter(const float* send, float* recv, std::size_t count) override { std::copy_n(send, count, recv); }
+  void all_to_all(const float* send, float* recv, std::size_t count) override { std::copy_n(send, count, recv); }
+  void all_to_all_v(const float* send, std::span<const std::size_t> send_counts, float* recv,
+                    std::span<const std::size_t> recv_counts) override {
+    if (send_counts.size() != 1 || recv_counts.size() != 1 || send_counts[0] != recv_counts[0])
+      throw std::invalid_argument("SelfCommunicator::all_to_all_v: one rank sends its one block to itself");
+    std::copy_n(send, send_counts[0], recv);
+  }
+  void send(const float*, std::size_t, int peer) override { no_peer(peer); }
+  void recv(float*, std::size_t, int peer) override { no_peer(peer); }
+  double max_over_ranks(double value) override { return value; }
+  std::vector<std::string> gather_strings(const std::string& s) override { return {s}; }
+
+ private:
+  [[noreturn]] static void no_peer(int peer) {
+    throw std::invalid_argument("SelfCommunicator: no rank " + std::to_string(peer) + " in a one-rank run");
+  }
+};
+
+}  // namespace moesim
