@@ -28,13 +28,18 @@ function(moesim_add_library name)
   target_link_libraries(moesim_${name} PUBLIC ${ARG_DEPS})
 endfunction()
 
-# moesim_add_test(NAME SOURCES ... DEPS ... [LABELS host|mpi|gpu])
+# moesim_add_test(NAME SOURCES ... DEPS ... [LABELS host|mpi|gpu] [SERIAL])
+# SERIAL: the tests time real kernels, so ctest runs them with nothing beside them.
 function(moesim_add_test name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "SERIAL" "" "SOURCES;DEPS;LABELS" ${ARGN})
+  set(serial FALSE)
+  if(ARG_SERIAL)
+    set(serial TRUE)
+  endif()
   add_executable(${name} ${ARG_SOURCES})
   target_compile_options(${name} PRIVATE ${MOESIM_WARNINGS})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gtest_main)
   gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60
     WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}
-    PROPERTIES LABELS "${ARG_LABELS}")
+    PROPERTIES LABELS "${ARG_LABELS}" RUN_SERIAL ${serial})
 endfunction()

@@ -33,4 +33,20 @@ void gemm_cuda(cublasHandle_t handle, Trans trans_a, Trans trans_b, int m, int n
           "cublasGemmEx");
 }
 
+void gemm_cuda_typed(cublasHandle_t handle, cudaDataType_t type, Trans trans_a, Trans trans_b, int m, int n, int k,
+                     float alpha, const void* a, const void* b, float beta, void* c)
+{
+    kernels::detail::require(m >= 0 && n >= 0 && k > 0, "gemm_cuda_typed", "m, n >= 0 and k > 0");
+    if (m == 0 || n == 0) {
+        return;
+    }
+    const cublasOperation_t op_a = trans_a == Trans::Yes ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const cublasOperation_t op_b = trans_b == Trans::Yes ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const int lda = trans_a == Trans::Yes ? m : k;
+    const int ldb = trans_b == Trans::Yes ? k : n;
+    check(cublasGemmEx(handle, op_b, op_a, n, m, k, &alpha, b, type, ldb, a, type, lda, &beta, c, type, n,
+                       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "cublasGemmEx");
+}
+
 }  // namespace moesim::kernels::cuda

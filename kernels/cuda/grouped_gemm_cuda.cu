@@ -17,13 +17,23 @@ namespace {
 struct Problem {
     cublasOperation_t op_a, op_b;
     int m, n, k, lda, ldb, ldc;
-    const float* a;
-    const float* b;
-    float* c;
+    const void* a;
+    const void* b;
+    void* c;
 };
 
-void run_problems(cublasHandle_t handle, const std::vector<Problem>& problems, float beta)
+void run_problems(cublasHandle_t handle, const std::vector<Problem>& problems, float beta,
+                  cudaDataType_t type = CUDA_R_32F, GroupedAlgo algo = GroupedAlgo::GroupedBatched)
 {
+    if (algo == GroupedAlgo::PerGroup) {
+        const float alpha = 1.0f;
+        for (const Problem& p : problems) {
+            check(cublasGemmEx(handle, p.op_a, p.op_b, p.m, p.n, p.k, &alpha, p.a, type, p.lda, p.b, type, p.ldb,
+                               &beta, p.c, type, p.ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                  "cublasGemmEx (per group)");
+        }
+        return;
+    }
     if (problems.empty()) {
         return;
     }
@@ -59,13 +69,13 @@ void run_problems(cublasHandle_t handle, const std::vector<Problem>& problems, f
     check(cudaMemcpyAsync(b_dev, b.data(), count * sizeof(void*), cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync");
     check(cudaMemcpyAsync(c_dev, c.data(), count * sizeof(void*), cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync");
     const cublasStatus_t status = cublasGemmGroupedBatchedEx(
-        handle, op_a.data(), op_b.data(), m.data(), n.data(), k.data(), alpha.data(), a_dev, CUDA_R_32F,
-        lda.data(), b_dev, CUDA_R_32F, ldb.data(), betas.data(), c_dev, CUDA_R_32F, ldc.data(),
+        handle, op_a.data(), op_b.data(), m.data(), n.data(), k.data(), alpha.data(), a_dev, type,
+        lda.data(), b_dev, type, ldb.data(), betas.data(), c_dev, type, ldc.data(),
         static_cast<int>(count), group_size.data(), CUBLAS_COMPUTE_32F);
     if (status == CUBLAS_STATUS_NOT_SUPPORTED) {
         for (std::size_t i = 0; i < count; ++i) {
-            check(cublasGemmEx(handle, op_a[i], op_b[i], m[i], n[i], k[i], &alpha[i], a[i], CUDA_R_32F, lda[i],
-                               b[i], CUDA_R_32F, ldb[i], &betas[i], c[i], CUDA_R_32F, ldc[i],
+            check(cublasGemmEx(handle, op_a[i], op_b[i], m[i], n[i], k[i], &alpha[i], a[i], type, lda[i],
+                               b[i], type, ldb[i], &betas[i], c[i], type, ldc[i],
                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                   "cublasGemmEx (grouped fallback)");
         }
@@ -108,6 +118,30 @@ void grouped_gemm_cuda(cublasHandle_t handle, const GroupRows& groups, const flo
                                    x + static_cast<std::size_t>(groups.offsets[g]) * k, y_g});
     }
     run_problems(handle, problems, beta);
+}
+
+void grouped_gemm_cuda_typed(cublasHandle_t handle, cudaDataType_t type, const GroupRows& groups, const void* x,
+                             int k, const void* w, Trans trans_w, int n, float beta, void* y, GroupedAlgo algo)
+{
+    check_groups(groups, "grouped_gemm_cuda_typed");
+    kernels::detail::require(k > 0, "grouped_gemm_cuda_typed", "k must be > 0");
+    const std::size_t e = type == CUDA_R_32F ? 4 : 2;
+    const auto* xb = static_cast<const char*>(x);
+    const auto* wb = static_cast<const char*>(w);
+    auto* yb = static_cast<char*>(y);
+    const std::size_t w_size = static_cast<std::size_t>(n) * k;
+    std::vector<Problem> problems;
+    for (std::size_t g = 0; g < groups.counts.size(); ++g) {
+        const int m = groups.counts[g];
+        if (m == 0 || n == 0) {
+            continue;
+        }
+        const std::size_t row = static_cast<std::size_t>(groups.offsets[g]);
+        problems.push_back(Problem{trans_w == Trans::Yes ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, n, m, k,
+                                   trans_w == Trans::Yes ? k : n, k, n, wb + g * w_size * e, xb + row * k * e,
+                                   yb + row * n * e});
+    }
+    run_problems(handle, problems, beta, type, algo);
 }
 
 void grouped_gemm_weight_grad_cuda(cublasHandle_t handle, const GroupRows& groups, const float* dy,

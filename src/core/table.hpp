@@ -26,5 +26,7 @@ std::string human_bytes(double bytes);
 std::string human_count(double value);
 // FLOPs as "1.23 PFLOP".
 std::string human_flops(double flops);
+// "850 ns", "12.3 us", "4.56 ms", "1.23 s".
+std::string human_seconds(double seconds);
 
 }  // namespace moesim

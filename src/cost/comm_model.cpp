@@ -45,6 +45,15 @@ CollectiveCost collective_cost(const Profile& p, const ClusterSpec& c, Collectiv
   const int n = g.size;
   // Nothing to move (a dense model's expert gradients): no collective is launched.
   if (bytes <= 0 || (n <= 1 && op != Collective::send_recv)) return cost;
+  // A collective the profiler measured on this many ranks and nodes: its own alpha-beta fit.
+  for (const CollectiveProfile& m : p.comm.collectives) {
+    if (m.op != to_string(op) || m.ranks != n || m.nodes != g.nodes) continue;
+    const double frac = static_cast<double>(n - 1) / n;
+    cost.latency = m.alpha.value;
+    cost.bus_bytes = (op == Collective::all_reduce ? 2 * frac : op == Collective::send_recv ? 1.0 : frac) * bytes;
+    cost.seconds = m.alpha.value + bytes / m.bandwidth.value;
+    return cost;
+  }
   const LinkRates rates = link_rates(c, p);
   const bool multi_node = g.nodes > 1;
   const double intra_lat = c.fabric == IntraFabric::pcie ? p.comm.pcie_step_latency.value : p.comm.nvlink_step_latency.value;

@@ -2,8 +2,10 @@
 #include "src/cost/compute_model.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include "src/accounting/memory.hpp"
+#include "src/profile/fit.hpp"
 
 namespace moesim {
 namespace {
@@ -16,16 +18,23 @@ double peak_for(const Profile& p, DType dtype) {
 
 OpCost gemm_op(std::string name, std::string category, double m, double n, double k, double e, int kernels = 1) {
   OpCost op;
+  op.kernel = kernels > 1 ? "grouped_gemm" : "gemm";
   op.name = std::move(name);
   op.category = std::move(category);
   op.flops = 2 * m * n * k;
   op.bytes = e * (m * k + k * n + m * n);
   op.kernels = kernels;
+  auto whole = [](double x) { return static_cast<std::int64_t>(std::llround(x)); };
+  if (kernels > 1)  // m: all experts' tokens
+    op.shape = {{"experts", kernels}, {"tokens_per_expert", whole(m / kernels)}, {"n", whole(n)}, {"k", whole(k)}};
+  else
+    op.shape = {{"m", whole(m)}, {"n", whole(n)}, {"k", whole(k)}};
   return op;
 }
 
-OpCost stream_op(std::string name, std::string category, double bytes, int kernels = 1) {
+OpCost stream_op(std::string name, std::string category, double bytes, int kernels = 1, std::string kernel = "") {
   OpCost op;
+  op.kernel = std::move(kernel);
   op.name = std::move(name);
   op.category = std::move(category);
   op.bytes = bytes;
@@ -33,9 +42,56 @@ OpCost stream_op(std::string name, std::string category, double bytes, int kerne
   return op;
 }
 
+const OpProfile* find_op(const Profile& p, const std::string& kernel, DType dtype) {
+  if (auto it = p.compute.ops.find(kernel + "_" + to_string(dtype)); it != p.compute.ops.end()) return &it->second;
+  for (const auto& [name, op] : p.compute.ops)
+    if (op.bound == OpBound::bytes && name.size() > kernel.size() && name.compare(0, kernel.size() + 1, kernel + "_") == 0)
+      return &op;
+  return nullptr;
+}
+
 }  // namespace
 
+std::optional<double> measured_seconds(const Profile& p, const std::string& kernel, DType dtype, double flops,
+                                       double bytes, const std::map<std::string, std::int64_t>& shape) {
+  const OpProfile* op = kernel.empty() ? nullptr : find_op(p, kernel, dtype);
+  if (!op || op->samples.empty()) return std::nullopt;
+  const bool by_flops = op->bound == OpBound::flops;
+  const double ceiling = by_flops ? p.peak(op->dtype) : p.compute.memory_bandwidth.value;
+  const double scale = op->efficiency.value * ceiling;
+  auto fit = [&](double work) { return work / scale + op->overhead.value; };
+  const double work = by_flops ? flops : bytes;
+  const bool by_shape = !shape.empty() && shape.size() == op->samples.front().shape.size();
+  auto distance = [&](const OpSample& s) {
+    if (!by_shape) return std::abs(std::log(std::max(work_of(s, op->bound), 1.0)) - std::log(std::max(work, 1.0)));
+    double d2 = 0;
+    for (const auto& [name, v] : shape) {
+      const auto it = s.shape.find(name);
+      const double o = it == s.shape.end() ? 0.0 : static_cast<double>(it->second);
+      const double d = std::log1p(static_cast<double>(v)) - std::log1p(o);
+      d2 += d * d;
+    }
+    return std::sqrt(d2);
+  };
+  // Interpolation width in log units: a neighbour a grid step (x4) away weighs 2%, one halfway weighs the same.
+  const double width = 0.5;
+  double best = INFINITY;
+  for (const OpSample& s : op->samples) best = std::min(best, distance(s));
+  double num = 0, den = 0;
+  for (const OpSample& s : op->samples) {
+    const double d = distance(s);
+    const double weight = std::exp(-0.5 * (d * d - best * best) / (width * width));
+    num += weight * std::log(s.seconds / fit(work_of(s, op->bound)));
+    den += weight;
+  }
+  return fit(work) * std::exp(num / den);
+}
+
 void price(const Profile& p, DType dtype, double efficiency, OpCost& op) {
+  if (auto t = measured_seconds(p, op.kernel, dtype, op.flops, op.bytes, op.shape)) {
+    op.seconds = *t;
+    return;
+  }
   const double compute = op.flops > 0 ? op.flops / (efficiency * peak_for(p, dtype)) : 0.0;
   const double memory = op.bytes / (p.compute.memory_efficiency.value * p.compute.memory_bandwidth.value);
   op.seconds = std::max(compute, memory) + op.kernels * p.compute.kernel_overhead.value;
@@ -74,7 +130,7 @@ std::vector<OpCost> layer_forward_ops(const Profile& p, const ModelSpec& m, cons
     price(p, plan.precision, efficiency, op);
     ops.push_back(std::move(op));
   };
-  add(stream_op("norm", "norm", 2 * e * T * h), 1.0);
+  add(stream_op("norm", "norm", 2 * e * T * h, 1, "layer_norm"), 1.0);
   add(gemm_op("qkv", "attention", T, (q_width + kv_width) / t, h, e), gemm_eff);
   // Causal attention: the kernels skip the masked half of the s x s scores.
   const double attn_flops = 2 * T * s * (q_width + v_width) / t / 2;
@@ -91,12 +147,13 @@ std::vector<OpCost> layer_forward_ops(const Profile& p, const ModelSpec& m, cons
     add(gemm_op("attention_values", "attention", T, v_width / t, s, e), gemm_eff);
   }
   add(gemm_op("attention_out", "attention", T, h, v_width / t, e), gemm_eff);
-  add(stream_op("residual_norm", "norm", 3 * e * T * h), 1.0);
+  add(stream_op("residual_norm", "norm", 3 * e * T * h, 1, "layer_norm"), 1.0);
 
   auto ffn = [&](const char* name, const char* category, double tokens, double hidden, Activation act, int experts) {
     const double branches = act == Activation::swiglu ? 2.0 : 1.0;
     add(gemm_op(std::string(name) + "_fc1", category, tokens, branches * hidden / t, h, e, experts), gemm_eff);
-    add(stream_op(std::string(name) + "_activation", category, e * tokens * hidden / t * (branches + 1)), 1.0);
+    add(stream_op(std::string(name) + "_activation", category, e * tokens * hidden / t * (branches + 1), 1, "bias_gelu"),
+        1.0);
     add(gemm_op(std::string(name) + "_fc2", category, tokens, h, hidden / t, e, experts), gemm_eff);
   };
   if (!m.is_moe_layer(layer)) {
@@ -105,13 +162,13 @@ std::vector<OpCost> layer_forward_ops(const Profile& p, const ModelSpec& m, cons
   }
   const double E = m.moe.experts, k = m.moe.top_k;
   add(gemm_op("gate", "moe_gate", T, E, h, bytes_of(m.moe.gate_precision)), gemm_eff);
-  add(stream_op("topk", "moe_gate", 2.0 * 4.0 * T * E), 1.0);
-  add(stream_op("permute", "moe_permute", 2 * e * T * k * h), 1.0);
+  add(stream_op("topk", "moe_gate", 2.0 * 4.0 * T * E, 1, "gate"), 1.0);
+  add(stream_op("permute", "moe_permute", 2 * e * T * k * h, 1, "permute"), 1.0);
   const int local_experts = std::max(1, m.moe.experts / plan.ep);
   ffn("expert", "moe_experts", expert_tokens, static_cast<double>(m.expert_ffn()), m.expert_act(), local_experts);
   if (m.moe.shared_experts > 0)
     ffn("shared_expert", "moe_shared", T, static_cast<double>(m.shared_ffn()) * m.moe.shared_experts, m.expert_act(), 1);
-  add(stream_op("unpermute", "moe_permute", 2 * e * T * k * h), 1.0);
+  add(stream_op("unpermute", "moe_permute", 2 * e * T * k * h, 1, "unpermute"), 1.0);
   return ops;
 }
 
@@ -124,14 +181,14 @@ std::vector<OpCost> embedding_forward_ops(const Profile& p, const ModelSpec& m, 
 std::vector<OpCost> head_forward_ops(const Profile& p, const ModelSpec& m, const Plan& plan, double T) {
   const double e = bytes_of(plan.precision), V = static_cast<double>(m.vocab) / plan.tp;
   std::vector<OpCost> ops;
-  OpCost norm = stream_op("final_norm", "norm", 2 * e * T * static_cast<double>(m.d_model));
+  OpCost norm = stream_op("final_norm", "norm", 2 * e * T * static_cast<double>(m.d_model), 1, "layer_norm");
   price(p, plan.precision, 1.0, norm);
   ops.push_back(norm);
   OpCost head = gemm_op("output_head", "head", T, V, static_cast<double>(m.d_model), e);
   price(p, plan.precision, p.compute.gemm_efficiency.value, head);
   ops.push_back(head);
   // Softmax cross-entropy in fp32 over the logits: read logits, write probabilities.
-  OpCost loss = stream_op("loss", "head", (e + 4.0) * T * V, 2);
+  OpCost loss = stream_op("loss", "head", (e + 4.0) * T * V, 2, "cross_entropy");
   price(p, plan.precision, 1.0, loss);
   ops.push_back(loss);
   return ops;
@@ -142,7 +199,7 @@ OpCost optimizer_op(const Profile& p, const Plan& plan, double params) {
   // weights, moments (and master): one fused multi-tensor kernel.
   const double w = bytes_of(plan.precision), o = bytes_of(plan.optimizer_dtype);
   const double per_param = 2 * w + w + 2 * 2 * o + (plan.master_weights ? 2 * 4.0 : 0.0);
-  OpCost op = stream_op("optimizer", "optimizer", per_param * params);
+  OpCost op = stream_op("optimizer", "optimizer", per_param * params, 1, "adam");
   price(p, plan.precision, 1.0, op);
   return op;
 }

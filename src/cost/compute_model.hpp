@@ -4,6 +4,9 @@
 // fixed cost, which is what makes small models slow per token.
 #pragma once
 
+#include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,14 +23,26 @@ struct OpCost {
   double flops = 0;      // per execution
   double bytes = 0;      // memory traffic per execution
   int kernels = 1;       // launches, each paying the profile's kernel overhead
+  std::string kernel;    // the profiled kernel it runs ("gemm", "grouped_gemm", "permute", ...), if any
+  std::map<std::string, std::int64_t> shape;  // its dimensions, named as the profiler names them
   double seconds = 0;    // filled by the compute model
 };
+
+// Seconds of a kernel from the profile's measured table (compute.ops): the kernel's fit,
+// times the measured-over-fit ratio of the nearest samples (a Gaussian-weighted mean of
+// log ratios over the distance in log shape, or in log work when no shape is given), so
+// shapes between measured ones interpolate. A
+// FLOP-bound kernel needs its own dtype measured; a byte-bound one takes any dtype (its
+// efficiency is per byte). nullopt when the profile did not measure the kernel.
+std::optional<double> measured_seconds(const Profile& profile, const std::string& kernel, DType dtype, double flops,
+                                       double bytes, const std::map<std::string, std::int64_t>& shape = {});
 
 // C[m x n] = A[m x k] B[k x n] in the plan's precision.
 double gemm_seconds(const Profile& profile, double m, double n, double k, DType dtype);
 // A memory-bound kernel moving `bytes`.
 double streaming_seconds(const Profile& profile, double bytes, int kernels = 1);
-// Fills op.seconds: max(flops / (efficiency * peak), bytes / (memory efficiency * bandwidth)) + kernels * overhead.
+// Fills op.seconds: measured_seconds() when the profile measured op.kernel, else
+// max(flops / (efficiency * peak), bytes / (memory efficiency * bandwidth)) + kernels * overhead.
 void price(const Profile& profile, DType dtype, double efficiency, OpCost& op);
 
 // The forward ops of one layer on one rank for one micro-batch of `tokens` tokens,

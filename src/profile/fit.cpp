@@ -2,6 +2,7 @@
 #include "src/profile/fit.hpp"
 
 #include <cassert>
+#include <tuple>
 
 #include <Eigen/Dense>
 
@@ -34,6 +35,31 @@ RooflineFit fit_gemm(std::span<const GemmSample> samples, double peak) {
   }
   auto [a, b] = relative_least_squares(x, t);
   RooflineFit fit{1.0 / a, b, {}};
+  for (std::size_t i = 0; i < x.size(); ++i) fit.relative_residuals.push_back((a * x[i] + b - t[i]) / t[i]);
+  return fit;
+}
+
+double work_of(const OpSample& s, OpBound bound) { return bound == OpBound::flops ? s.flops : s.bytes; }
+
+RooflineFit fit_op(std::span<const OpSample> samples, OpBound bound, double ceiling) {
+  std::vector<double> x, t;
+  for (const OpSample& s : samples) {
+    x.push_back(work_of(s, bound) / ceiling);
+    t.push_back(s.seconds);
+  }
+  double a = 0, b = 0;
+  if (x.size() >= 2) std::tie(a, b) = relative_least_squares(x, t);
+  if (x.size() < 2 || b < 0 || a <= 0) {
+    // Through the origin: a = sum(x/t) / sum((x/t)^2) minimises sum((a x - t)/t)^2.
+    double num = 0, den = 0;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      num += x[i] / t[i];
+      den += (x[i] / t[i]) * (x[i] / t[i]);
+    }
+    a = den > 0 ? num / den : 0;
+    b = 0;
+  }
+  RooflineFit fit{a > 0 ? 1.0 / a : 0.0, b, {}};
   for (std::size_t i = 0; i < x.size(); ++i) fit.relative_residuals.push_back((a * x[i] + b - t[i]) / t[i]);
   return fit;
 }

@@ -19,6 +19,14 @@ struct RooflineFit {
 // and large GEMMs weigh alike).
 RooflineFit fit_gemm(std::span<const GemmSample> samples, double peak);
 
+// Fits t = work / (efficiency * ceiling) + overhead to a measured kernel's samples (work:
+// FLOPs for bound flops, bytes for bound bytes), minimising relative error. A negative
+// overhead (noise on kernels with no fixed cost) is refitted as zero.
+RooflineFit fit_op(std::span<const OpSample> samples, OpBound bound, double ceiling);
+
+// The work a sample is measured against: its FLOPs or its bytes.
+double work_of(const OpSample& s, OpBound bound);
+
 struct AlphaBetaFit {
   double alpha = 0;      // seconds
   double bandwidth = 0;  // bytes/s

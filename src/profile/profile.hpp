@@ -28,6 +28,29 @@ struct GemmSample {
   double seconds = 0;
 };
 
+// One measured point of a profiled kernel: its shape (named dimensions), the work it
+// does and the median of repeated timed runs.
+struct OpSample {
+  std::map<std::string, std::int64_t> shape;
+  double flops = 0;
+  double bytes = 0;    // the fewest bytes the kernel must move (inputs once, outputs once)
+  double seconds = 0;
+};
+
+// What limits a kernel, and so what its efficiency is a fraction of.
+enum class OpBound { flops, bytes };
+
+// A kernel measured by `moesim profile`: its table and the fit
+// t = work / (efficiency * ceiling) + overhead, where work and ceiling are FLOPs and the
+// dtype's peak (bound flops) or bytes and the memory bandwidth (bound bytes).
+struct OpProfile {
+  OpBound bound = OpBound::flops;
+  DType dtype = DType::fp32;
+  std::vector<OpSample> samples;
+  Figure efficiency;
+  Figure overhead;  // seconds per launch
+};
+
 struct ComputeProfile {
   std::map<DType, Figure> peak_flops;  // dense tensor-core peak per dtype (fp32: non-tensor)
   Figure memory_bandwidth;             // bytes/s, HBM peak
@@ -38,6 +61,27 @@ struct ComputeProfile {
   Figure gemm_efficiency;  // fitted: large-GEMM fraction of peak
   Figure kernel_overhead;  // fitted: fixed seconds per kernel (launch, tail, sync)
   Figure attention_efficiency;  // fused attention's fraction of peak
+  // Measured kernels by name ("gemm_bf16", "grouped_gemm_bf16", "permute_fp32", ...);
+  // empty in public profiles.
+  std::map<std::string, OpProfile> ops;
+};
+
+// One measured collective at one size (nccl-tests' conventions for bytes and busbw).
+struct CollectivePoint {
+  double bytes = 0;
+  double seconds = 0;
+};
+
+// A collective measured over `ranks` ranks (`nodes` nodes) with `transport` ("mpi" or
+// "nccl"), and its alpha-beta fit t = alpha + bytes / bandwidth (algorithm bandwidth).
+struct CollectiveProfile {
+  std::string op;  // all_reduce, all_gather, reduce_scatter, all_to_all, all_to_all_v
+  std::string transport;
+  int ranks = 1;
+  int nodes = 1;
+  std::vector<CollectivePoint> samples;
+  Figure alpha;      // seconds
+  Figure bandwidth;  // bytes/s of `bytes` (algbw), large messages
 };
 
 // Collective costs after NCCL's tuning model: per-step latency by link class, and the
@@ -50,12 +94,13 @@ struct CommProfile {
   Figure nvlink_efficiency;       // fraction of NVLink bandwidth achieved
   Figure pcie_efficiency;
   Figure net_efficiency;          // fraction of NIC bandwidth achieved
+  std::vector<CollectiveProfile> collectives;  // measured; empty in public profiles
 };
 
 struct Provenance {
   std::string kind;      // "public" or "measured"
   std::string citation;  // public: where the figures come from
-  std::string host, date, gpu, driver, cuda, nccl, mpi;  // measured
+  std::string host, date, cpu, gpu, driver, cuda, nccl, mpi;  // measured
 };
 
 struct Profile {
@@ -67,6 +112,8 @@ struct Profile {
 
   double peak(DType d) const;  // FLOP/s for GEMMs in `d`
 };
+
+const char* to_string(OpBound b);
 
 Profile profile_from_json(const nlohmann::json& doc, const std::string& file);
 Profile load_profile(const std::string& path);

@@ -16,6 +16,8 @@
 #include "kernels/cuda/device.hpp"
 #include "kernels/cuda/expert_ffn_cuda.hpp"
 #include "kernels/cuda/gate_cuda.hpp"
+#include "kernels/cuda/gemm_cuda.hpp"
+#include "kernels/cuda/grouped_gemm_cuda.hpp"
 #include "kernels/cuda/norm_cuda.hpp"
 #include "kernels/cuda/permute_cuda.hpp"
 #endif
@@ -213,6 +215,45 @@ void BM_LayerNormCuda(benchmark::State& state)
     state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(2 * sizeof(float)) * rows * cols);
 }
 
+// bf16 expert GEMMs, 8 experts x `tokens` tokens each, d -> f, by algorithm (0: one
+// cublasGemmEx per expert, 1: cublasGemmGroupedBatchedEx), next to the dense GEMM of all
+// their rows with one weight (algorithm 2): the rate the grouped call should approach.
+void BM_GroupedGemmBf16Cuda(benchmark::State& state)
+{
+    using moesim::kernels::cuda::DeviceBuffer;
+    const int per = static_cast<int>(state.range(0)), d = static_cast<int>(state.range(1));
+    const int f = static_cast<int>(state.range(2)), algo = static_cast<int>(state.range(3)), experts = 8;
+    const int rows = per * experts;
+    // Operands: uniform bits in bf16's normal range (never zeros).
+    std::vector<std::uint16_t> xs(static_cast<std::size_t>(rows) * d), ws(static_cast<std::size_t>(experts) * f * d);
+    for (std::size_t i = 0; i < xs.size(); ++i) xs[i] = static_cast<std::uint16_t>(0x3C00u + (i * 2654435761u) % 0x0100u);
+    for (std::size_t i = 0; i < ws.size(); ++i) ws[i] = static_cast<std::uint16_t>(0x3C00u + (i * 40503u) % 0x0100u);
+    auto x = upload(xs), w = upload(ws);
+    DeviceBuffer<std::uint16_t> y(static_cast<std::size_t>(rows) * f);
+    std::vector<int> offsets, counts(experts, per);
+    for (int g = 0; g < experts; ++g) offsets.push_back(g * per);
+    const GroupRows groups{offsets, counts, rows};
+    moesim::kernels::cuda::CublasHandle handle;
+    auto run = [&] {
+        if (algo == 2) {
+            moesim::kernels::cuda::gemm_cuda_typed(handle.get(), CUDA_R_16BF, Trans::No, Trans::Yes, rows, f, d, 1.0f,
+                                                   x.data(), w.data(), 0.0f, y.data());
+        } else {
+            moesim::kernels::cuda::grouped_gemm_cuda_typed(
+                handle.get(), CUDA_R_16BF, groups, x.data(), d, w.data(), Trans::Yes, f, 0.0f, y.data(),
+                algo == 0 ? moesim::kernels::cuda::GroupedAlgo::PerGroup : moesim::kernels::cuda::GroupedAlgo::GroupedBatched);
+        }
+    };
+    run();
+    sync();
+    for (auto _ : state) {
+        run();
+        sync();
+    }
+    state.counters["FLOPS"] = benchmark::Counter(2.0 * rows * d * f * static_cast<double>(state.iterations()),
+                                                 benchmark::Counter::kIsRate);
+}
+
 // Registered at start-up only when a GPU is visible, so the program runs anywhere.
 const bool cuda_registered = [] {
     if (!moesim::kernels::cuda::device_available()) {
@@ -224,6 +265,10 @@ const bool cuda_registered = [] {
         ->Args({4096, 8, 512})->Args({16384, 64, 1024})->UseRealTime()->Unit(benchmark::kMicrosecond);
     benchmark::RegisterBenchmark("BM_ExpertFfnForwardCuda", BM_ExpertFfnForwardCuda)
         ->Args({4096, 8, 1024, 4096})->Args({16384, 64, 1024, 4096})->UseRealTime()->Unit(benchmark::kMicrosecond);
+    auto* grouped = benchmark::RegisterBenchmark("BM_GroupedGemmBf16Cuda", BM_GroupedGemmBf16Cuda);
+    for (int per : {256, 1024, 4096})
+        for (int algo : {0, 1, 2}) grouped->Args({per, 2048, 8192, algo});
+    grouped->UseRealTime()->Unit(benchmark::kMicrosecond);
     benchmark::RegisterBenchmark("BM_LayerNormCuda", BM_LayerNormCuda)
         ->Args({16384, 1024})->Args({16384, 4096})->UseRealTime()->Unit(benchmark::kMicrosecond);
     return true;

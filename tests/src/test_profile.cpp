@@ -17,7 +17,7 @@ TEST(Profile, ShippedProfilesLoadAndRoundTrip) {
     if (e.path().extension() != ".json") continue;
     SCOPED_TRACE(e.path().string());
     const Profile p = load_profile(e.path().string());
-    EXPECT_EQ(e.path().stem().string(), to_string(p.device));
+    EXPECT_EQ(e.path().stem().string(), p.name);
     const Profile again = profile_from_json(nlohmann::json::parse(profile_to_json(p).dump()), "rt");
     EXPECT_EQ(profile_to_json(again).dump(), profile_to_json(p).dump());
     EXPECT_GT(p.peak(p.compute.gemm_dtype), 0);
