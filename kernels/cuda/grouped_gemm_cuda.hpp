@@ -15,9 +15,10 @@ void grouped_gemm_cuda(cublasHandle_t handle, const GroupRows& groups, const flo
                        const float* w, Trans trans_w, int n, float beta, float* y);
 
 // How the groups reach cuBLAS: one cublasGemmEx per non-empty group, or one
-// cublasGemmGroupedBatchedEx for all. On an H100 with cuBLAS 13.0 the grouped call ran bf16
-// expert GEMMs (8 experts x 4096 tokens, 2048 -> 8192) at 39% of the dense bf16 rate
-// (profiles/h100-sxm5-measured.json): per-group launches are the default.
+// cublasGemmGroupedBatchedEx for all. On an H100 with cuBLAS 13.0, bf16 expert GEMMs of
+// 8 experts x 4096 tokens, 2048 -> 8192, ran at 797 TFLOP/s per group and 310 TFLOP/s
+// grouped, beside 794 for one dense GEMM of all their rows (bench_kernels, medians of 5,
+// one run; docs/measurements/h100-bench-kernels.txt): per-group launches are the default.
 enum class GroupedAlgo { PerGroup, GroupedBatched };
 
 // The forward on device arrays of `type` (CUDA_R_32F, CUDA_R_16F, CUDA_R_16BF) with fp32

@@ -99,7 +99,9 @@ std::string mpi_library_version() {
   char text[MPI_MAX_LIBRARY_VERSION_STRING];
   int len = 0;
   check(MPI_Get_library_version(text, &len), "MPI_Get_library_version");
-  const std::string all(text, static_cast<std::size_t>(std::max(len, 0)));
+  // Open MPI counts the terminating NUL in len.
+  std::string all(text, static_cast<std::size_t>(std::max(len, 0)));
+  all.erase(std::find(all.begin(), all.end(), '\0'), all.end());
   return trim(all.substr(0, all.find('\n')));
 }
 

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <vector>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -21,12 +23,13 @@ struct Outcome {
   std::string err;
 };
 
-Outcome run(const std::string& args) {
+// Runs a shell command line, capturing stdout and stderr.
+Outcome run_command(const std::string& command) {
   // ctest runs each test in its own process, side by side: one stderr file per process and call.
   static int calls = 0;
   const std::string err_file =
       ::testing::TempDir() + "moesim_cli_stderr." + std::to_string(::getpid()) + "." + std::to_string(calls++) + ".txt";
-  const std::string cmd = std::string(MOESIM_BIN) + " " + args + " 2>" + err_file;
+  const std::string cmd = command + " 2>" + err_file;
   Outcome r;
   FILE* pipe = ::popen(cmd.c_str(), "r");
   if (!pipe) return r;
@@ -42,6 +45,8 @@ Outcome run(const std::string& args) {
   std::remove(err_file.c_str());
   return r;
 }
+
+Outcome run(const std::string& args) { return run_command(std::string(MOESIM_BIN) + " " + args); }
 
 TEST(Cli, DescribeReproducesSeed001PerGpuCounts) {
   // Acceptance: seed 001 logs 908,423,168 non-expert and 402,776,064 expert parameters per GPU.
@@ -102,6 +107,54 @@ TEST(Cli, HelpAndVersionExitZero) {
   const Outcome v = run("--version");
   EXPECT_EQ(v.code, 0);
   EXPECT_NE(v.out.find("moesim"), std::string::npos);
+}
+
+}  // namespace
+
+namespace {
+
+// Acceptance of the profiler on this machine: two MPI ranks write a complete CPU profile
+// (every kernel of the layer, every collective on 2 ranks) that simulate then uses.
+TEST(CliProfile, TwoMpiRanksWriteACompleteCpuProfileThatSimulateUses) {
+  ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  const std::string out = ::testing::TempDir() + "moesim_cpu_profile." + std::to_string(::getpid()) + ".json";
+  const Outcome r = run_command(std::string(MOESIM_MPIEXEC) + " -n 2 --oversubscribe " + MOESIM_BIN +
+                                " profile --device cpu --quick --out " + out);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("written to " + out), std::string::npos) << r.out;
+  std::ifstream in(out);
+  const auto j = nlohmann::json::parse(in);
+  EXPECT_EQ(j["provenance"]["kind"], "measured");
+  EXPECT_FALSE(j["provenance"]["mpi"].get<std::string>().empty());
+  for (const char* op : {"gemm_fp32", "grouped_gemm_fp32", "gate_fp32", "permute_fp32", "unpermute_fp32",
+                         "layer_norm_fp32", "bias_gelu_fp32", "cross_entropy_fp32", "adam_fp32", "copy_fp32"})
+    EXPECT_TRUE(j["compute"]["ops"].contains(op)) << op;
+  std::vector<std::string> collectives;
+  for (const auto& c : j["communication"]["collectives"]) {
+    EXPECT_EQ(c["ranks"], 2);
+    EXPECT_EQ(c["transport"], "mpi");
+    collectives.push_back(c["op"]);
+  }
+  EXPECT_EQ(collectives,
+            (std::vector<std::string>{"all_gather", "all_reduce", "all_to_all", "all_to_all_v", "reduce_scatter"}));
+  const Outcome sim = run("simulate --model configs/models/openlm-41m-e8.json --cluster configs/clusters/local-cpu.json "
+                          "--plan dp=2,ep=2,mbs=1,gbs=2,precision=fp32 --json --profile " + out);
+  ASSERT_EQ(sim.code, 0) << sim.err;
+  EXPECT_GT(nlohmann::json::parse(sim.out)["iteration_s"].get<double>(), 0);
+  std::remove(out.c_str());
+}
+
+TEST(CliProfile, BadInputExitsTwo) {
+  const Outcome model = run("profile --out /tmp/never.json --model configs/models/no-such-model.json --no-comm");
+  EXPECT_EQ(model.code, 2);
+  EXPECT_NE(model.err.find("configs/models/no-such-model.json"), std::string::npos) << model.err;
+  EXPECT_EQ(std::count(model.err.begin(), model.err.end(), '\n'), 1) << model.err;
+  const Outcome device = run("profile --out /tmp/never.json --device tpu");
+  EXPECT_EQ(device.code, 2);
+  EXPECT_NE(device.err.find("--device"), std::string::npos) << device.err;
+  std::ifstream never("/tmp/never.json");
+  EXPECT_FALSE(never.good());
 }
 
 }  // namespace
