@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <ctime>
 #include <filesystem>
@@ -13,6 +14,9 @@
 #include "src/cli/commands.hpp"
 #include "src/comm/mpi_communicator.hpp"
 #include "src/comm/self_communicator.hpp"
+#if MOESIM_COMM_NCCL
+#include "src/comm/nccl_communicator.hpp"
+#endif
 #include "src/core/atomic_file.hpp"
 #include "src/core/error.hpp"
 #include "src/core/table.hpp"
@@ -141,7 +145,20 @@ Command add_profile(CLI::App& app) {
             } else {
               comm = std::make_unique<SelfCommunicator>();
             }
+#if MOESIM_COMM_NCCL
+            // GPU ranks under mpirun exchange over NCCL, one GPU per rank on each node.
+            std::unique_ptr<Communicator> nccl;
+            if (a->device == "cuda" && comm->size() > 1) {
+              int devices = 0;
+              if (cudaGetDeviceCount(&devices) != cudaSuccess || devices < 1)
+                throw std::runtime_error("--device cuda: no GPU is visible to the CUDA runtime");
+              const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+              nccl = std::make_unique<NcclCommunicator>(*comm, (local ? std::atoi(local) : comm->rank()) % devices);
+            }
+            Communicator& world = nccl ? *nccl : *comm;
+#else
             Communicator& world = *comm;
+#endif
             const bool root = world.rank() == 0;
             const std::string model_path = !a->model.empty() ? a->model
                                            : a->device == "cuda" ? "configs/models/fairseq-moe-4.1b.json"
@@ -207,6 +224,9 @@ Command add_profile(CLI::App& app) {
             if (auto it = versions.find("driver"); it != versions.end()) prov.driver = it->second;
             if (auto it = versions.find("cuda"); it != versions.end()) prov.cuda = it->second;
             if (session) prov.mpi = mpi_library_version();
+#if MOESIM_COMM_NCCL
+            if (run.transport == "nccl") prov.nccl = nccl_version();
+#endif
             const Profile profile = make_measured_profile(run, base);
             write_file_atomically(a->out, profile_to_json(profile).dump(2) + "\n");
             const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

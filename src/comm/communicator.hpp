@@ -1,7 +1,8 @@
-// The one seam between the transports of moesim: MPI on CPUs today, NCCL on GPUs later.
+// The one seam between the transports of moesim: MPI on CPUs, NCCL on GPUs.
 // The profiler's collective benchmark and the executor talk only to this interface.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <span>
 #include <string>
@@ -9,8 +10,8 @@
 
 namespace moesim {
 
-// A group of `size()` ranks exchanging float elements. Buffers are host pointers for MPI
-// (device pointers for a future NCCL communicator). Every call except send/recv is
+// A group of `size()` ranks exchanging float elements. Buffers come from allocate():
+// host pointers for MPI, device pointers for NCCL. Every call except send/recv is
 // collective: all ranks make it, in the same order, with matching counts. Counts are in
 // elements and may exceed 2^31-1. Errors of the transport throw std::runtime_error
 // naming the failing call.
@@ -46,6 +47,16 @@ class Communicator {
   virtual double max_over_ranks(double value) = 0;
   // On rank 0: every rank's string in rank order; on other ranks: empty.
   virtual std::vector<std::string> gather_strings(const std::string& s) = 0;
+  // Rank 0's `bytes` on every rank (the bootstrap of a NCCL communicator).
+  virtual std::string broadcast_bytes(const std::string& bytes) = 0;
+
+  // The memory the collectives work on: host memory for MPI, device memory for NCCL.
+  virtual float* allocate(std::size_t count) { return new float[count > 0 ? count : 1]; }
+  virtual void release(float* data) { delete[] data; }
+  // Copies `count` host floats into memory from allocate().
+  virtual void upload(float* dst, const float* src, std::size_t count) { std::copy_n(src, count, dst); }
+  // Returns once every collective issued so far has completed (NCCL's run on a stream).
+  virtual void wait() {}
 };
 
 }  // namespace moesim

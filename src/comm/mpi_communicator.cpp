@@ -126,6 +126,16 @@ std::size_t MpiCommunicator::block_chunk(std::size_t limit) const {
 
 void MpiCommunicator::barrier() { check(MPI_Barrier(comm_), "MPI_Barrier"); }
 
+std::string MpiCommunicator::broadcast_bytes(const std::string& bytes) {
+  unsigned long long len = bytes.size();
+  check(MPI_Bcast(&len, 1, MPI_UNSIGNED_LONG_LONG, 0, comm_), "MPI_Bcast");
+  if (len > static_cast<unsigned long long>(INT_MAX))
+    throw std::runtime_error("broadcast_bytes: " + std::to_string(len) + " bytes exceed one MPI_Bcast");
+  std::string out = rank_ == 0 ? bytes : std::string(static_cast<std::size_t>(len), '\0');
+  check(MPI_Bcast(out.data(), static_cast<int>(len), MPI_CHAR, 0, comm_), "MPI_Bcast");
+  return out;
+}
+
 void MpiCommunicator::idle_barrier() {
   MPI_Request request = MPI_REQUEST_NULL;
   check(MPI_Ibarrier(comm_, &request), "MPI_Ibarrier");

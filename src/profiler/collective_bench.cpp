@@ -14,8 +14,22 @@ namespace moesim {
 namespace {
 
 // An all_reduce in place multiplies the buffer by the rank count each iteration; refill
-// it before it overflows to infinity. 1e30 leaves 2^28 of headroom below FLT_MAX.
-constexpr float kRefillAbove = 1e30f;
+// it (untimed) every this many iterations, before n^k overflows: 2^64 < 1e30.
+constexpr int kRefillEvery = 64;
+
+// Memory from the communicator (host for MPI, device for NCCL), released on scope exit.
+class CommBuffer {
+ public:
+  CommBuffer(Communicator& comm, std::size_t count) : comm_(comm), data_(comm.allocate(count)) {}
+  ~CommBuffer() { comm_.release(data_); }
+  CommBuffer(const CommBuffer&) = delete;
+  CommBuffer& operator=(const CommBuffer&) = delete;
+  float* data() { return data_; }
+
+ private:
+  Communicator& comm_;
+  float* data_;
+};
 
 void validate(const CollectiveGrid& g) {
   auto bad = [](const std::string& field, const std::string& expected, double got) {
@@ -145,18 +159,22 @@ std::vector<CollectiveSample> measure_collectives(Communicator& comm, const Coll
       recv_counts[static_cast<std::size_t>(p)] = uneven_split(n, p, ranks)[static_cast<std::size_t>(comm.rank())];
       recv_total += recv_counts[static_cast<std::size_t>(p)];
     }
-    std::vector<float> send(n);
-    for (std::size_t i = 0; i < n; ++i) send[i] = 1.0f + static_cast<float>(i % 7);
-    std::vector<float> recv(std::max(n, recv_total), 1.0f);
+    const std::size_t recv_size = std::max(n, recv_total);
+    std::vector<float> host(recv_size);
+    for (std::size_t i = 0; i < recv_size; ++i) host[i] = 1.0f + static_cast<float>(i % 7);
+    CommBuffer send(comm, n), recv(comm, recv_size);
+    comm.upload(send.data(), host.data(), n);
+    std::fill(host.begin(), host.end(), 1.0f);
+    comm.upload(recv.data(), host.data(), recv_size);
 
     for (const BenchCollective op : grid.ops) {
       std::function<void()> prepare = [] {};
       std::function<void()> run;
       switch (op) {
         case BenchCollective::all_reduce:
-          std::fill_n(recv.begin(), n, 1.0f);
-          prepare = [&] {
-            if (!(recv[0] < kRefillAbove)) std::fill_n(recv.begin(), n, 1.0f);
+          comm.upload(recv.data(), host.data(), n);
+          prepare = [&, calls = 0]() mutable {
+            if (++calls % kRefillEvery == 0) comm.upload(recv.data(), host.data(), n);
           };
           run = [&] { comm.all_reduce(recv.data(), n); };
           break;
@@ -174,7 +192,11 @@ std::vector<CollectiveSample> measure_collectives(Communicator& comm, const Coll
           break;
       }
       CollectiveSample s{op, ranks, static_cast<double>(n * sizeof(float)), 0, 0, 0};
-      s.seconds = time_point(comm, grid, prepare, run);
+      // A collective is timed to its completion: NCCL only enqueues it on a stream.
+      s.seconds = time_point(comm, grid, prepare, [&] {
+        run();
+        comm.wait();
+      });
       s.algbw = s.bytes / s.seconds;
       s.busbw = s.algbw * bus_factor(op, ranks);
       samples.push_back(s);
