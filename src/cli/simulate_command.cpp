@@ -1,6 +1,7 @@
 // `moesim simulate --model M --cluster C --plan P [--profile F] [--json]`.
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include "src/cli/commands.hpp"
 #include "src/model/model_json.hpp"
@@ -12,7 +13,7 @@ namespace moesim::cli {
 
 namespace {
 struct SimulateArgs {
-  std::string model, cluster, plan, profile;
+  std::string model, cluster, plan, profile, routing = "uniform";
   bool json = false;
 };
 }  // namespace
@@ -24,6 +25,8 @@ Command add_simulate(CLI::App& app) {
   cmd->add_option("--cluster", args->cluster, "cluster JSON")->required();
   cmd->add_option("--plan", args->plan, "plan JSON file, or inline: dp=8,ep=8,...")->required();
   cmd->add_option("--profile", args->profile, "profile JSON (default: profiles/<gpu>.json)");
+  cmd->add_option("--routing", args->routing,
+                  "how tokens spread over experts: uniform, zipf:S (skew S >= 0) or trace:FILE (default uniform)");
   cmd->add_flag("--json", args->json, "print one JSON document on stdout");
   return {cmd, [args]() {
             const ModelSpec model = load_model(args->model);
@@ -33,7 +36,12 @@ Command add_simulate(CLI::App& app) {
             check_plan(plan, cluster, args->plan);
             const Profile profile =
                 load_profile(args->profile.empty() ? default_profile_path(cluster) : args->profile);
-            const SimResult r = simulate_analytic(model, plan, cluster, profile);
+            const RoutingSpec routing = parse_routing(args->routing);
+            std::optional<ExpertLoad> load;
+            if (model.is_moe())
+              load = route_tokens(model, routing, static_cast<std::int64_t>(plan.mbs) * model.seq_len);
+            SimResult r = simulate_analytic(model, plan, cluster, profile, load ? &*load : nullptr);
+            r.balance.routing = to_string(routing);
             if (args->json) {
               nlohmann::ordered_json j = sim_result_json(r);
               j["model"] = model.name;

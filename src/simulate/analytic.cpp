@@ -25,11 +25,14 @@ struct StageTime {
 };
 
 StageTime stage_time(const ModelSpec& m, const Plan& p, const ClusterSpec& c, const Profile& prof,
-                     const GroupLayout& groups, const StageParams& stage) {
+                     const GroupLayout& groups, const StageParams& stage, const ExpertLoad* load) {
   StageTime st;
   const double T = static_cast<double>(p.mbs) * static_cast<double>(m.seq_len);
   const double e = bytes_of(p.precision), h = static_cast<double>(m.d_model);
-  const double slots = m.is_moe() ? static_cast<double>(expert_slots(m.moe, static_cast<std::int64_t>(T))) : 0.0;
+  // Expert token slots of the busiest rank: the padded buffers when there is a capacity,
+  // else what the routing puts on the most-loaded rank.
+  double slots = m.is_moe() ? static_cast<double>(expert_slots(m.moe, static_cast<std::int64_t>(T))) : 0.0;
+  if (m.is_moe() && load && !load->capacity) slots = rank_load(*load, p.ep).max_tokens;
   auto account = [&](const std::vector<OpCost>& ops, bool recomputed, bool selective_only) {
     for (const OpCost& op : ops) {
       st.forward += op.seconds;
@@ -78,9 +81,28 @@ StageTime stage_time(const ModelSpec& m, const Plan& p, const ClusterSpec& c, co
 
 }  // namespace
 
-SimResult simulate_analytic(const ModelSpec& m, const Plan& p, const ClusterSpec& c, const Profile& prof) {
+SimResult simulate_analytic(const ModelSpec& m, const Plan& p, const ClusterSpec& c, const Profile& prof,
+                            const ExpertLoad* routing) {
   SimResult r;
   r.mode = "analytic";
+  const ExpertLoad* load = m.is_moe() ? routing : nullptr;
+  if (load) {
+    SimBalance& b = r.balance;
+    b.present = true;
+    b.stats = load->stats;
+    b.has_entropy = load->has_entropy;
+    b.capacity = load->capacity.value_or(0);
+    double demand = 0, kept = 0;
+    for (std::size_t i = 0; i < load->demand.size(); ++i) {
+      demand += load->demand[i];
+      kept += load->kept[i];
+    }
+    b.dropped_fraction = demand > 0 ? 1 - kept / demand : 0;
+    const RankLoad rl = rank_load(*load, p.ep);
+    b.max_tokens_per_rank = rl.max_tokens;
+    b.mean_tokens_per_rank = rl.mean_tokens;
+    b.max_rank = rl.max_rank;
+  }
   const GroupLayout groups = group_layout(p, c);
   const auto stages = params_per_stage(m, p);
   const double mb = static_cast<double>(p.micro_batches());
@@ -89,7 +111,7 @@ SimResult simulate_analytic(const ModelSpec& m, const Plan& p, const ClusterSpec
   StageTime slow;
   const StageParams* slow_stage = &stages[0];
   for (const StageParams& s : stages) {
-    StageTime t = stage_time(m, p, c, prof, groups, s);
+    StageTime t = stage_time(m, p, c, prof, groups, s, load);
     if (t.micro_batch() > slow.micro_batch()) {
       slow = t;
       slow_stage = &s;

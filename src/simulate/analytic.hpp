@@ -11,11 +11,18 @@
 #include "src/model/model_spec.hpp"
 #include "src/plan/plan.hpp"
 #include "src/profile/profile.hpp"
+#include "src/routing/routing_model.hpp"
 #include "src/simulate/result.hpp"
 
 namespace moesim {
 
+// `routing`: how one micro-batch of a rank's tokens spreads over the experts (MoE models,
+// route_tokens for mbs x seq_len tokens). It decides the expert GEMMs and all-to-alls of
+// dropless models (the most-loaded rank's tokens) and fills the balance figures;
+// capacity-padded models compute every expert's full buffer whatever the routing. Absent,
+// dropless models take the mean load, k tokens per token, and no balance is reported:
+// the closed form the search screens with.
 SimResult simulate_analytic(const ModelSpec& model, const Plan& plan, const ClusterSpec& cluster,
-                            const Profile& profile);
+                            const Profile& profile, const ExpertLoad* routing = nullptr);
 
 }  // namespace moesim

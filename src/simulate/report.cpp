@@ -33,6 +33,26 @@ nlohmann::ordered_json sim_result_json(const SimResult& r) {
                     {"exposed_comm_s", comm},
                     {"bubble_s", r.breakdown.bubble},
                     {"optimizer_s", r.breakdown.optimizer}};
+  if (r.balance.present) {
+    const SimBalance& bl = r.balance;
+    const kernels::GateStats& s = bl.stats;
+    nlohmann::ordered_json bal{{"routing", bl.routing},
+                               {"capacity", bl.capacity > 0 ? nlohmann::ordered_json(bl.capacity) : nullptr},
+                               {"overflow_expert1", s.overflow_expert1},
+                               {"overflow_expert2", s.overflow_expert2},
+                               {"entropy_gating", bl.has_entropy ? nlohmann::ordered_json(s.entropy_gating) : nullptr},
+                               {"expert1_balance_top", s.expert1_balance_top},
+                               {"expert1_balance_bottom", s.expert1_balance_bottom},
+                               {"expert2_balance_top", s.expert2_balance_top},
+                               {"expert2_balance_bottom", s.expert2_balance_bottom},
+                               {"unused_expert1_count", s.unused_expert1_count},
+                               {"unused_expert2_count", s.unused_expert2_count},
+                               {"dropped_fraction", bl.dropped_fraction},
+                               {"max_tokens_per_rank", bl.max_tokens_per_rank},
+                               {"mean_tokens_per_rank", bl.mean_tokens_per_rank},
+                               {"max_rank", bl.max_rank}};
+    j["balance"] = bal;
+  }
   return j;
 }
 
@@ -56,6 +76,22 @@ void print_sim_result(const SimResult& r, std::ostream& out) {
   row("pipeline bubble", r.breakdown.bubble);
   row("optimizer step", r.breakdown.optimizer);
   t.print(out);
+  if (!r.balance.present) return;
+  const SimBalance& b = r.balance;
+  const kernels::GateStats& s = b.stats;
+  out << "\nexpert balance (" << b.routing << " routing, one micro-batch of one rank, capacity "
+      << (b.capacity > 0 ? std::to_string(b.capacity) : std::string("none: dropless")) << ")\n";
+  std::snprintf(buf, sizeof buf, "  overflow_expert1 %.2f%%  overflow_expert2 %.2f%%  entropy_gating %s\n",
+                s.overflow_expert1, s.overflow_expert2,
+                b.has_entropy ? std::to_string(s.entropy_gating).substr(0, 6).c_str() : "n/a");
+  out << buf;
+  std::snprintf(buf, sizeof buf, "  expert1_balance_top %.2f%%  expert1_balance_bottom %.2f%%  unused_expert1_count %d\n",
+                s.expert1_balance_top, s.expert1_balance_bottom, s.unused_expert1_count);
+  out << buf;
+  std::snprintf(buf, sizeof buf, "  expert token slots per EP rank: max %.0f (rank %d), mean %.0f, max/mean %.3f\n",
+                b.max_tokens_per_rank, b.max_rank, b.mean_tokens_per_rank,
+                b.mean_tokens_per_rank > 0 ? b.max_tokens_per_rank / b.mean_tokens_per_rank : 0.0);
+  out << buf;
 }
 
 }  // namespace moesim

@@ -2,9 +2,11 @@
 // its JSON form are a contract (docs/simulate.md).
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 
+#include "kernels/gate.hpp"
 #include "src/accounting/memory.hpp"
 
 namespace moesim {
@@ -14,6 +16,19 @@ struct SimBreakdown {
   std::map<std::string, double> exposed_comm;    // seconds not hidden behind compute, by collective
   double bubble = 0;                             // pipeline fill and drain
   double optimizer = 0;
+};
+
+// Expert balance of one MoE layer's micro-batch under the routing model, fairseq's names.
+struct SimBalance {
+  bool present = false;        // false for dense models
+  std::string routing;         // "uniform", "zipf:1.2", "trace:FILE"
+  kernels::GateStats stats;
+  bool has_entropy = true;
+  std::int64_t capacity = 0;   // slots per expert per rank; 0 when dropless
+  double dropped_fraction = 0; // of routed choices
+  double max_tokens_per_rank = 0;   // expert token slots the most-loaded EP rank computes
+  double mean_tokens_per_rank = 0;
+  int max_rank = 0;                 // its index in the EP group
 };
 
 struct SimResult {
@@ -28,6 +43,7 @@ struct SimResult {
   StageMemory memory;        // the rank that needs the most
   double gpu_memory = 0;
   SimBreakdown breakdown;
+  SimBalance balance;
 };
 
 }  // namespace moesim

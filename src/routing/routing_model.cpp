@@ -1,0 +1,216 @@
+// Routing models and expert loads; see routing_model.hpp.
+#include "src/routing/routing_model.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "kernels/counter_rng.hpp"
+#include "src/accounting/capacity.hpp"
+#include "src/core/error.hpp"
+#include "src/core/json_reader.hpp"
+
+namespace moesim {
+namespace {
+
+kernels::SecondExpertPolicy policy_of(SecondExpertPolicy p) {
+  switch (p) {
+    case SecondExpertPolicy::all: return kernels::SecondExpertPolicy::All;
+    case SecondExpertPolicy::sampling: return kernels::SecondExpertPolicy::Sampling;
+    case SecondExpertPolicy::random: return kernels::SecondExpertPolicy::Random;
+  }
+  return kernels::SecondExpertPolicy::All;
+}
+
+// First-choice weights of the experts: uniform, or Zipf over a seeded random order of the
+// experts (so the hot experts are not always the first ones, which would put them all on
+// rank 0).
+std::vector<double> weights_of(const RoutingSpec& r, int experts) {
+  std::vector<double> w(static_cast<std::size_t>(experts), 1.0);
+  if (r.kind != RoutingKind::zipf) return w;
+  std::vector<int> order(static_cast<std::size_t>(experts));
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), std::mt19937_64(r.seed));
+  for (int i = 0; i < experts; ++i) w[static_cast<std::size_t>(order[static_cast<std::size_t>(i)])] = std::pow(i + 1.0, -r.zipf_s);
+  return w;
+}
+
+// Top-k in token order with a per-expert capacity (k > 2, beyond fairseq's gates).
+ExpertLoad route_top_k(const std::vector<float>& logits, std::int64_t tokens, int experts, int k,
+                       std::optional<std::int64_t> capacity) {
+  ExpertLoad load;
+  load.demand.assign(static_cast<std::size_t>(experts), 0.0);
+  load.kept.assign(static_cast<std::size_t>(experts), 0.0);
+  std::vector<int> hist1(static_cast<std::size_t>(experts)), demand1(hist1.size()), idx(hist1.size());
+  double entropy = 0;
+  for (std::int64_t t = 0; t < tokens; ++t) {
+    const float* row = logits.data() + t * experts;
+    std::iota(idx.begin(), idx.end(), 0);
+    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int a, int b) { return row[a] > row[b] || (row[a] == row[b] && a < b); });
+    const float top = row[idx[0]];
+    double z = 0;
+    for (int e = 0; e < experts; ++e) z += std::exp(static_cast<double>(row[e] - top));
+    for (int e = 0; e < experts; ++e) {
+      const double p = std::exp(static_cast<double>(row[e] - top)) / z;
+      entropy -= p > 0 ? p * std::log(p) : 0.0;
+    }
+    ++hist1[static_cast<std::size_t>(idx[0])];
+    ++demand1[static_cast<std::size_t>(idx[0])];
+    for (int j = 0; j < k; ++j) {
+      const auto e = static_cast<std::size_t>(idx[static_cast<std::size_t>(j)]);
+      load.demand[e] += 1;
+      if (!capacity || load.kept[e] < static_cast<double>(*capacity)) load.kept[e] += 1;
+    }
+  }
+  const int cap = capacity ? static_cast<int>(*capacity) : static_cast<int>(tokens);
+  load.stats = kernels::gate_stats_from_tallies(hist1, {}, demand1, {}, static_cast<int>(tokens), cap, entropy);
+  return load;
+}
+
+struct Trace {
+  int experts = 0, top_k = 0;
+  std::vector<double> expert1, expert2;  // fractions of tokens whose first / second choice is e
+  std::optional<double> entropy;
+};
+
+Trace read_trace(const std::string& path) {
+  const nlohmann::json doc = read_json_file(path);
+  ObjectReader r(doc, path);
+  Trace t;
+  t.experts = static_cast<int>(r.integer("experts", 1, 1 << 20));
+  t.top_k = static_cast<int>(r.integer("top_k", 1, 2));
+  const std::int64_t tokens = r.integer("tokens", 1, INT64_C(1) << 40);
+  auto counts = [&](const char* key) {
+    const nlohmann::json& a = r.raw(key);
+    const std::string expected = "expected " + std::to_string(t.experts) + " token counts, one per expert";
+    if (!a.is_array() || a.size() != static_cast<std::size_t>(t.experts)) r.fail(key, expected);
+    std::vector<double> f;
+    double sum = 0;
+    for (const auto& v : a) {
+      if (!v.is_number_integer() || v.get<std::int64_t>() < 0) r.fail(key, expected + ", got " + describe_value(v));
+      f.push_back(static_cast<double>(v.get<std::int64_t>()) / static_cast<double>(tokens));
+      sum += f.back();
+    }
+    if (sum > 1.0 + 1e-9) r.fail(key, "expected counts summing to at most tokens (" + std::to_string(tokens) + ")");
+    return f;
+  };
+  t.expert1 = counts("expert1");
+  if (t.top_k == 2) t.expert2 = counts("expert2");
+  if (r.has("entropy_gating")) t.entropy = r.number("entropy_gating", 0, 1e6);
+  r.finish();
+  return t;
+}
+
+}  // namespace
+
+RoutingSpec parse_routing(const std::string& text) {
+  RoutingSpec r;
+  const std::string expected = "expected uniform, zipf:S (S >= 0) or trace:FILE, got \"" + text + "\"";
+  if (text == "uniform") return r;
+  if (text.rfind("zipf:", 0) == 0) {
+    r.kind = RoutingKind::zipf;
+    try {
+      std::size_t used = 0;
+      r.zipf_s = std::stod(text.substr(5), &used);
+      if (used != text.size() - 5 || !(r.zipf_s >= 0) || !std::isfinite(r.zipf_s)) throw std::invalid_argument("s");
+    } catch (const std::exception&) {
+      throw InputError("--routing", "", expected);
+    }
+    return r;
+  }
+  if (text.rfind("trace:", 0) == 0 && text.size() > 6) {
+    r.kind = RoutingKind::trace;
+    r.trace = text.substr(6);
+    return r;
+  }
+  throw InputError("--routing", "", expected);
+}
+
+std::string to_string(const RoutingSpec& r) {
+  switch (r.kind) {
+    case RoutingKind::uniform: return "uniform";
+    case RoutingKind::zipf: {
+      char buf[48];
+      std::snprintf(buf, sizeof buf, "zipf:%g", r.zipf_s);
+      return buf;
+    }
+    case RoutingKind::trace: return "trace:" + r.trace;
+  }
+  return "?";
+}
+
+ExpertLoad route_tokens(const ModelSpec& m, const RoutingSpec& routing, std::int64_t tokens) {
+  const int E = m.moe.experts, k = m.moe.top_k;
+  const std::optional<std::int64_t> capacity = expert_capacity(m.moe, tokens);
+  ExpertLoad load;
+  if (routing.kind == RoutingKind::trace) {
+    const Trace t = read_trace(routing.trace);
+    if (t.experts != E || t.top_k != std::min(k, 2))
+      throw InputError(routing.trace, "experts", "expected a trace of " + std::to_string(E) + " experts and top_k " +
+                                                     std::to_string(std::min(k, 2)) + " (the model's)");
+    // Counts scaled to `tokens`, then fairseq's drop rule on counts: first choices fill
+    // an expert's slots first; second choices take the slots after all first choices.
+    std::vector<int> h1(static_cast<std::size_t>(E)), h2(t.expert2.empty() ? 0 : static_cast<std::size_t>(E));
+    load.demand.assign(static_cast<std::size_t>(E), 0.0);
+    load.kept.assign(static_cast<std::size_t>(E), 0.0);
+    const double cap = capacity ? static_cast<double>(*capacity) : INFINITY;
+    for (std::size_t e = 0; e < static_cast<std::size_t>(E); ++e) {
+      const double d1 = std::round(t.expert1[e] * static_cast<double>(tokens));
+      const double d2 = t.expert2.empty() ? 0.0 : std::round(t.expert2[e] * static_cast<double>(tokens));
+      h1[e] = static_cast<int>(d1);
+      if (!h2.empty()) h2[e] = static_cast<int>(d2);
+      load.demand[e] = d1 + d2;
+      load.kept[e] = std::min(d1, cap) + std::clamp(cap - d1, 0.0, d2);
+    }
+    const int c = capacity ? static_cast<int>(*capacity) : static_cast<int>(tokens);
+    load.stats = kernels::gate_stats_from_tallies(h1, h2, h1, h2, static_cast<int>(tokens), c,
+                                                  t.entropy.value_or(0) * static_cast<double>(tokens));
+    load.has_entropy = t.entropy.has_value();
+  } else {
+    const std::vector<double> w = weights_of(routing, E);
+    std::vector<float> logits(static_cast<std::size_t>(tokens) * static_cast<std::size_t>(E));
+    for (std::size_t i = 0; i < logits.size(); ++i)
+      logits[i] = static_cast<float>(std::log(w[i % static_cast<std::size_t>(E)])) + kernels::gumbel(routing.seed, i);
+    if (k <= 2) {
+      kernels::GateOptions o;
+      o.k = k;
+      o.capacity = capacity ? static_cast<int>(*capacity) : static_cast<int>(tokens);
+      o.second_policy = policy_of(m.moe.second_expert_policy);
+      o.seed = routing.seed;
+      const kernels::GateResult g = kernels::gate_forward(logits, static_cast<int>(tokens), E, o);
+      load.demand.assign(g.demand.begin(), g.demand.end());
+      load.kept.assign(g.counts.begin(), g.counts.end());
+      load.stats = g.stats;
+    } else {
+      load = route_top_k(logits, tokens, E, k, capacity);
+    }
+  }
+  load.tokens = tokens;
+  load.experts = E;
+  load.top_k = k;
+  load.capacity = capacity;
+  return load;
+}
+
+RankLoad rank_load(const ExpertLoad& load, int ep) {
+  RankLoad r;
+  const int per_rank = std::max(1, load.experts / std::max(ep, 1));
+  const int ranks = load.experts / per_rank;
+  double total = 0;
+  for (int rank = 0; rank < ranks; ++rank) {
+    double sum = 0;
+    for (int e = rank * per_rank; e < (rank + 1) * per_rank; ++e) sum += load.kept[static_cast<std::size_t>(e)];
+    // Every rank of the group routes its tokens alike: each sends this rank the same load.
+    sum *= ep;
+    total += sum;
+    if (sum > r.max_tokens) {
+      r.max_tokens = sum;
+      r.max_rank = rank;
+    }
+  }
+  r.mean_tokens = total / ranks;
+  return r;
+}
+
+}  // namespace moesim

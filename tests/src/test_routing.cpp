@@ -1,0 +1,131 @@
+// Routing models: parsing, the Gumbel-max first choices of Zipf routing, fairseq's drop
+// rule on a hand-made trace (exact counts), the most-loaded rank, and how a dropless
+// plan's expert compute follows the routing.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+
+#include "src/cluster/cluster_spec.hpp"
+#include "src/core/error.hpp"
+#include "src/model/model_json.hpp"
+#include "src/plan/plan.hpp"
+#include "src/profile/profile.hpp"
+#include "src/routing/routing_model.hpp"
+#include "src/simulate/analytic.hpp"
+
+namespace moesim {
+namespace {
+
+TEST(Routing, ParsesItsThreeForms) {
+  EXPECT_EQ(parse_routing("uniform").kind, RoutingKind::uniform);
+  const RoutingSpec z = parse_routing("zipf:1.5");
+  EXPECT_EQ(z.kind, RoutingKind::zipf);
+  EXPECT_EQ(z.zipf_s, 1.5);
+  EXPECT_EQ(to_string(z), "zipf:1.5");
+  EXPECT_EQ(parse_routing("trace:t.json").trace, "t.json");
+  for (const char* bad : {"zipf:", "zipf:-1", "zipf:1x", "trace:", "skewed"}) {
+    try {
+      parse_routing(bad);
+      FAIL() << bad;
+    } catch (const InputError& e) {
+      EXPECT_EQ(std::string(e.what()),
+                std::string("--routing: expected uniform, zipf:S (S >= 0) or trace:FILE, got \"") + bad + "\"");
+    }
+  }
+}
+
+ModelSpec dropless_top2(int experts) {
+  ModelSpec m = load_model("configs/models/openlm-410m-e8.json");
+  m.moe.experts = experts;
+  m.moe.capacity_factor.reset();
+  return m;
+}
+
+TEST(Routing, ZipfFirstChoicesFollowTheirWeights) {
+  // Gumbel-max: argmax(log w + G) is e with probability w_e / sum w, whatever the noise.
+  const ModelSpec m = dropless_top2(4);
+  RoutingSpec r = parse_routing("zipf:1");
+  const std::int64_t tokens = 200000;
+  const ExpertLoad load = route_tokens(m, r, tokens);
+  ASSERT_FALSE(load.capacity);
+  double kept = 0, demand = 0;
+  for (int e = 0; e < 4; ++e) {
+    kept += load.kept[static_cast<std::size_t>(e)];
+    demand += load.demand[static_cast<std::size_t>(e)];
+  }
+  EXPECT_EQ(kept, demand);  // dropless
+  EXPECT_EQ(demand, 2.0 * static_cast<double>(tokens));
+  // The hottest expert's share of first choices: 1 / H_4 = 12/25, within 4 sigma.
+  const double expected = 12.0 / 25.0, sigma = std::sqrt(expected * (1 - expected) / static_cast<double>(tokens));
+  EXPECT_NEAR(load.stats.expert1_balance_top / 100.0, expected, 4 * sigma);
+}
+
+TEST(Routing, TraceDropsByFairseqsRuleExactly) {
+  // 100 tokens, 4 experts, top-2, capacity 2 * ceil(1.0 * 100 / 4) = 50 per expert.
+  ModelSpec m = dropless_top2(4);
+  m.moe.capacity_factor = 1.0;
+  m.moe.capacity_rounding = CapacityRounding::per_choice;
+  const std::string path = ::testing::TempDir() + "moesim_trace.json";
+  {
+    std::ofstream f(path);
+    f << R"({"experts": 4, "top_k": 2, "tokens": 100, "expert1": [60, 20, 15, 5], "expert2": [10, 30, 40, 20]})";
+  }
+  const ExpertLoad load = route_tokens(m, parse_routing("trace:" + path), 100);
+  ASSERT_EQ(load.capacity, 50);
+  // First choices fill first (60 -> 50 kept); second choices take the slots left after
+  // all first choices: 50-60 < 0 -> 0, 50-20 = 30 of 30, 50-15 = 35 of 40, 45 of 20 -> 20.
+  EXPECT_EQ(load.kept, (std::vector<double>{50, 50, 50, 25}));
+  EXPECT_EQ(load.demand, (std::vector<double>{70, 50, 55, 25}));
+  EXPECT_NEAR(load.stats.overflow_expert1, 10.0, 1e-12);       // 10 of 100 first choices
+  EXPECT_NEAR(load.stats.overflow_expert2, 100.0 * 15 / 100, 1e-12);  // 10 + 5 of 100 second choices
+  EXPECT_FALSE(load.has_entropy);
+  const RankLoad two = rank_load(load, 2);  // experts {0,1} and {2,3}, each receiving 2 ranks' tokens
+  EXPECT_EQ(two.max_tokens, 2 * 100.0);
+  EXPECT_EQ(two.max_rank, 0);
+  EXPECT_EQ(two.mean_tokens, (2 * 100.0 + 2 * 75.0) / 2);
+  std::remove(path.c_str());
+}
+
+TEST(Routing, BadTracesNameTheField) {
+  const std::string path = ::testing::TempDir() + "moesim_bad_trace.json";
+  {
+    std::ofstream f(path);
+    f << R"({"experts": 8, "top_k": 2, "tokens": 10, "expert1": [1, 2], "expert2": [0, 0]})";
+  }
+  try {
+    route_tokens(dropless_top2(8), parse_routing("trace:" + path), 10);
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_EQ(std::string(e.what()), path + ": field 'expert1': expected 8 token counts, one per expert");
+  }
+  std::remove(path.c_str());
+}
+
+TEST(Routing, DroplessExpertComputeFollowsTheMostLoadedRank) {
+  const ModelSpec m = dropless_top2(8);
+  const ClusterSpec c = load_cluster("configs/clusters/dgx-a100.json");
+  const Plan p = parse_inline_plan("dp=8,ep=8,mbs=2,gbs=16");
+  const Profile prof = load_profile("profiles/a100-sxm4-40gb.json");
+  const std::int64_t tokens = 2 * m.seq_len;
+  const ExpertLoad uniform = route_tokens(m, parse_routing("uniform"), tokens);
+  const ExpertLoad skewed = route_tokens(m, parse_routing("zipf:1.2"), tokens);
+  const SimResult a = simulate_analytic(m, p, c, prof, &uniform), b = simulate_analytic(m, p, c, prof, &skewed);
+  const SimResult mean = simulate_analytic(m, p, c, prof);
+  EXPECT_FALSE(mean.balance.present);
+  ASSERT_TRUE(b.balance.present);
+  // One expert per rank: the busiest rank computes its expert's tokens from all 8 ranks.
+  double hottest = 0;
+  for (double k : skewed.kept) hottest = std::max(hottest, k);
+  EXPECT_EQ(b.balance.max_tokens_per_rank, 8 * hottest);
+  EXPECT_EQ(b.balance.mean_tokens_per_rank, 2.0 * static_cast<double>(tokens));
+  EXPECT_GT(b.breakdown.compute.at("moe_experts"), 1.5 * a.breakdown.compute.at("moe_experts"));
+  EXPECT_GT(a.breakdown.compute.at("moe_experts"), mean.breakdown.compute.at("moe_experts"));
+  std::printf("moe_experts s/iteration: mean load %.4f, uniform %.4f, zipf:1.2 %.4f (max/mean tokens %.3f)\n",
+              mean.breakdown.compute.at("moe_experts"), a.breakdown.compute.at("moe_experts"),
+              b.breakdown.compute.at("moe_experts"), b.balance.max_tokens_per_rank / b.balance.mean_tokens_per_rank);
+}
+
+}  // namespace
+}  // namespace moesim
