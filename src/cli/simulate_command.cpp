@@ -1,4 +1,5 @@
-// `moesim simulate --model M --cluster C --plan P [--profile F] [--json]`.
+// `moesim simulate --model M --cluster C --plan P [--profile F] [--routing R] [--tier T]
+// [--trace out.json] [--json]`.
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -7,13 +8,14 @@
 #include "src/model/model_json.hpp"
 #include "src/profile/profile.hpp"
 #include "src/simulate/analytic.hpp"
+#include "src/simulate/event.hpp"
 #include "src/simulate/report.hpp"
 
 namespace moesim::cli {
 
 namespace {
 struct SimulateArgs {
-  std::string model, cluster, plan, profile, routing = "uniform";
+  std::string model, cluster, plan, profile, routing = "uniform", tier = "analytic", trace;
   bool json = false;
 };
 }  // namespace
@@ -27,6 +29,10 @@ Command add_simulate(CLI::App& app) {
   cmd->add_option("--profile", args->profile, "profile JSON (default: profiles/<gpu>.json)");
   cmd->add_option("--routing", args->routing,
                   "how tokens spread over experts: uniform, zipf:S (skew S >= 0) or trace:FILE (default uniform)");
+  cmd->add_option("--tier", args->tier,
+                  "analytic (closed forms, the default) or event (the timeline on the discrete-event engine)")
+      ->check(CLI::IsMember({"analytic", "event"}));
+  cmd->add_option("--trace", args->trace, "write the event tier's timeline as a Chrome trace (implies --tier event)");
   cmd->add_flag("--json", args->json, "print one JSON document on stdout");
   return {cmd, [args]() {
             const ModelSpec model = load_model(args->model);
@@ -40,7 +46,10 @@ Command add_simulate(CLI::App& app) {
             std::optional<ExpertLoad> load;
             if (model.is_moe())
               load = route_tokens(model, routing, static_cast<std::int64_t>(plan.mbs) * model.seq_len);
-            SimResult r = simulate_analytic(model, plan, cluster, profile, load ? &*load : nullptr);
+            const ExpertLoad* l = load ? &*load : nullptr;
+            SimResult r = args->tier == "event" || !args->trace.empty()
+                              ? simulate_event(model, plan, cluster, profile, l, args->trace)
+                              : simulate_analytic(model, plan, cluster, profile, l);
             r.balance.routing = to_string(routing);
             if (args->json) {
               nlohmann::ordered_json j = sim_result_json(r);

@@ -3,106 +3,18 @@
 
 #include <algorithm>
 
-#include "src/accounting/capacity.hpp"
-#include "src/accounting/flops.hpp"
 #include "src/accounting/params.hpp"
-#include "src/cost/comm_model.hpp"
-#include "src/cost/compute_model.hpp"
 #include "src/simulate/placement.hpp"
+#include "src/simulate/stage_cost.hpp"
 
 namespace moesim {
-namespace {
-
-struct StageTime {
-  double forward = 0, backward = 0, recompute = 0;
-  std::map<std::string, double> compute;  // per micro-batch, by category (fwd + bwd + recompute)
-  std::map<std::string, double> comm;     // per micro-batch, in line with compute
-  double micro_batch() const {
-    double c = forward + backward + recompute;
-    for (const auto& [name, s] : comm) c += s;
-    return c;
-  }
-};
-
-StageTime stage_time(const ModelSpec& m, const Plan& p, const ClusterSpec& c, const Profile& prof,
-                     const GroupLayout& groups, const StageParams& stage, const ExpertLoad* load) {
-  StageTime st;
-  const double T = static_cast<double>(p.mbs) * static_cast<double>(m.seq_len);
-  const double e = bytes_of(p.precision), h = static_cast<double>(m.d_model);
-  // Expert token slots of the busiest rank: the padded buffers when there is a capacity,
-  // else what the routing puts on the most-loaded rank.
-  double slots = m.is_moe() ? static_cast<double>(expert_slots(m.moe, static_cast<std::int64_t>(T))) : 0.0;
-  if (m.is_moe() && load && !load->capacity) slots = rank_load(*load, p.ep).max_tokens;
-  auto account = [&](const std::vector<OpCost>& ops, bool recomputed, bool selective_only) {
-    for (const OpCost& op : ops) {
-      st.forward += op.seconds;
-      st.backward += 2 * op.seconds;
-      double extra = 0;
-      if (recomputed && (!selective_only || op.category == "attention")) extra = op.seconds;
-      st.recompute += extra;
-      st.compute[op.category] += 3 * op.seconds + extra;
-    }
-  };
-  const bool full = p.recompute == Recompute::full, selective = p.recompute == Recompute::selective;
-  if (stage.stage == 0) account(embedding_forward_ops(prof, m, p, T), false, false);
-  for (int layer : stage.layers) {
-    // Selective recomputation redoes the attention core; full redoes the whole layer.
-    std::vector<OpCost> ops = layer_forward_ops(prof, m, p, layer, T, slots);
-    if (selective) {
-      std::vector<OpCost> core, rest;
-      for (OpCost& op : ops)
-        (op.name == "attention" || op.name == "attention_scores" || op.name == "softmax" || op.name == "attention_values"
-             ? core
-             : rest)
-            .push_back(op);
-      account(core, true, false);
-      account(rest, false, false);
-    } else {
-      account(ops, full, false);
-    }
-    // Megatron: two all-reduces of the layer's output per pass (attention and FFN), forward and backward.
-    if (p.tp > 1)
-      st.comm["tp_all_reduce"] += 4 * collective_cost(prof, c, Collective::all_reduce, groups.tp, e * T * h).seconds;
-    if (m.is_moe_layer(layer) && p.ep > 1) {
-      // Dispatch and combine, forward and backward: each rank sends its E x capacity buffer
-      // (fairseq pads to capacity) or k x tokens when dropless.
-      const double bytes = e * slots * h / p.tp;
-      st.comm["ep_all_to_all"] += 4 * collective_cost(prof, c, Collective::all_to_all, groups.ep, bytes).seconds;
-    }
-  }
-  if (stage.stage == p.pp - 1) account(head_forward_ops(prof, m, p, T), false, false);
-  if (p.pp > 1) {
-    // Activations to the next stage forward, gradients back: both directions per micro-batch.
-    GroupPlacement pair{2, groups.pp_crosses_nodes ? 2 : 1};
-    st.comm["pp_send_recv"] += 2 * collective_cost(prof, c, Collective::send_recv, pair, e * T * h / p.tp).seconds;
-  }
-  return st;
-}
-
-}  // namespace
 
 SimResult simulate_analytic(const ModelSpec& m, const Plan& p, const ClusterSpec& c, const Profile& prof,
                             const ExpertLoad* routing) {
   SimResult r;
   r.mode = "analytic";
   const ExpertLoad* load = m.is_moe() ? routing : nullptr;
-  if (load) {
-    SimBalance& b = r.balance;
-    b.present = true;
-    b.stats = load->stats;
-    b.has_entropy = load->has_entropy;
-    b.capacity = load->capacity.value_or(0);
-    double demand = 0, kept = 0;
-    for (std::size_t i = 0; i < load->demand.size(); ++i) {
-      demand += load->demand[i];
-      kept += load->kept[i];
-    }
-    b.dropped_fraction = demand > 0 ? 1 - kept / demand : 0;
-    const RankLoad rl = rank_load(*load, p.ep);
-    b.max_tokens_per_rank = rl.max_tokens;
-    b.mean_tokens_per_rank = rl.mean_tokens;
-    b.max_rank = rl.max_rank;
-  }
+  r.balance = balance_of(load, p);
   const GroupLayout groups = group_layout(p, c);
   const auto stages = params_per_stage(m, p);
   const double mb = static_cast<double>(p.micro_batches());
@@ -124,48 +36,23 @@ SimResult simulate_analytic(const ModelSpec& m, const Plan& p, const ClusterSpec
   for (const auto& [k, v] : slow.compute) r.breakdown.compute[k] = v * mb;
   for (const auto& [k, v] : slow.comm) r.breakdown.exposed_comm[k] = v * mb;
 
-  // Gradients and, under FSDP, weights over the data-parallel groups.
-  const double w = bytes_of(p.precision);
-  const double ne = static_cast<double>(slow_stage->non_expert), ex = static_cast<double>(slow_stage->expert);
-  double dp_comm = 0;
-  if (p.zero >= 2) {
-    dp_comm += collective_cost(prof, c, Collective::reduce_scatter, groups.dp, w * ne).seconds +
-               collective_cost(prof, c, Collective::reduce_scatter, groups.edp, w * ex).seconds;
-  } else {
-    dp_comm += collective_cost(prof, c, Collective::all_reduce, groups.dp, w * ne).seconds +
-               collective_cost(prof, c, Collective::all_reduce, groups.edp, w * ex).seconds;
-  }
-  if (p.zero >= 1 && p.zero < 3) {  // updated weight shards gathered after the step
-    dp_comm += collective_cost(prof, c, Collective::all_gather, groups.dp, w * ne).seconds +
-               collective_cost(prof, c, Collective::all_gather, groups.edp, w * ex).seconds;
-  }
-  // Reduction overlaps the last micro-batch's backward (bucketed, as DDP and FSDP do).
-  const double exposed_dp = std::max(0.0, dp_comm - slow.backward);
-  if (exposed_dp > 0) r.breakdown.exposed_comm[p.zero >= 2 ? "dp_reduce_scatter" : "dp_all_reduce"] = exposed_dp;
+  // Gradients and, under FSDP, weights over the data-parallel groups. Reduction overlaps
+  // the last micro-batch's backward (bucketed, as DDP and FSDP do).
+  const DpCosts dp = dp_costs(p, c, prof, groups, *slow_stage);
+  const double exposed_dp = std::max(0.0, dp.grad_reduce - slow.backward);
+  if (exposed_dp > 0) r.breakdown.exposed_comm[dp.reduce_scatter ? "dp_reduce_scatter" : "dp_all_reduce"] = exposed_dp;
   iteration += exposed_dp;
   if (p.zero == 3) {
     // Weights gathered before forward and again before backward, per micro-batch,
     // prefetched under that micro-batch's compute.
-    const double gather = collective_cost(prof, c, Collective::all_gather, groups.dp, w * ne).seconds +
-                          collective_cost(prof, c, Collective::all_gather, groups.edp, w * ex).seconds;
-    const double exposed = mb * std::max(0.0, 2 * gather - (slow.forward + slow.backward + slow.recompute));
+    const double exposed = mb * std::max(0.0, 2 * dp.fsdp_gather - (slow.forward + slow.backward + slow.recompute));
     if (exposed > 0) r.breakdown.exposed_comm["fsdp_all_gather"] = exposed;
     iteration += exposed;
   }
-  const double held = p.zero >= 1 ? ne / p.dp + ex / p.edp() : ne + ex;
-  r.breakdown.optimizer = optimizer_op(prof, p, held).seconds;
+  r.breakdown.optimizer = dp.optimizer;
   iteration += r.breakdown.optimizer;
-
   r.iteration_s = iteration;
-  r.tokens = static_cast<double>(p.global_batch()) * static_cast<double>(m.seq_len);
-  r.wps = r.tokens / iteration;
-  r.wps_per_gpu = r.wps / p.world();
-  const IterationFlops it = iteration_flops(m, p);
-  r.tflops_per_gpu = it.model / iteration / p.world() / 1e12;
-  r.mfu = it.model / iteration / p.world() / prof.peak(p.precision == DType::fp32 ? DType::fp32 : p.precision);
-  r.memory = peak_memory(m, p);
-  r.gpu_memory = c.gpu_memory_bytes;
-  r.fits = r.memory.bytes.total() <= c.gpu_memory_bytes;
+  finish_result(r, m, p, c, prof);
   return r;
 }
 
