@@ -15,6 +15,9 @@
 #include "src/core/error.hpp"
 #include "src/core/json_reader.hpp"
 #include "src/describe/describe.hpp"
+#include "src/model/model_json.hpp"
+#include "src/profile/profile.hpp"
+#include "src/routing/routing_model.hpp"
 
 namespace moesim {
 namespace {
@@ -199,6 +202,50 @@ TEST(Fuzz, TenThousandMutatedInputsExitZeroOrTwoWithOneLine) {
   EXPECT_GT(ok, 50);  // most random model x plan pairings do not divide; the rest must describe
   EXPECT_GT(rejected, 5000);
   fs::remove_all(dir);
+}
+
+
+// Mutated profiles (public and measured, with their kernel and collective tables) and
+// routing traces: each loads or raises an InputError naming the file, in one line.
+TEST(Fuzz, MutatedProfilesAndTracesLoadOrNameTheFileAndField) {
+  const auto profiles = files_in("profiles");
+  ASSERT_GE(profiles.size(), 8u);
+  const ModelSpec model = load_model("configs/models/fairseq-moe-4.1b.json");
+  const fs::path dir = fs::path(::testing::TempDir()) / "moesim_fuzz_profiles";
+  fs::create_directories(dir);
+  const std::string trace =
+      R"({"experts": 8, "top_k": 2, "tokens": 1000, "expert1": [300, 100, 100, 100, 100, 100, 100, 100],)"
+      R"( "expert2": [100, 200, 100, 100, 100, 100, 100, 100], "entropy_gating": 1.5})";
+  Mutator mut(20261123);
+  int ok = 0, rejected = 0;
+  for (int i = 0; i < 3000; ++i) {
+    const bool is_trace = mut.pick(4) == 0;
+    std::string text = is_trace ? trace : slurp(profiles[mut.pick(profiles.size())]);
+    nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+    if (mut.pick(2) == 0 || j.is_discarded()) {
+      text = mut.mutate_text(text);
+    } else {
+      for (std::size_t k = 0, n = 1 + mut.pick(3); k < n; ++k) mut.mutate_json(j);
+      text = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
+    const std::string path = (dir / ("case" + std::to_string(i) + ".json")).string();
+    std::ofstream(path, std::ios::binary) << text;
+    try {
+      if (is_trace)
+        route_tokens(model, parse_routing("trace:" + path), 2048);
+      else
+        load_profile(path);
+      ++ok;
+    } catch (const InputError& e) {
+      ++rejected;
+      const std::string message = e.what();
+      SCOPED_TRACE("case " + std::to_string(i) + ": " + message);
+      ASSERT_EQ(message.find('\n'), std::string::npos);
+      ASSERT_EQ(message.rfind(path + ": ", 0), 0u);
+    }
+  }
+  std::printf("3000 mutated profiles and traces: %d loaded, %d rejected with a one-line message\n", ok, rejected);
+  EXPECT_GT(rejected, 1500);
 }
 
 }  // namespace
