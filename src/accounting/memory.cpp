@@ -69,7 +69,7 @@ double in_flight_micro_batches(const Plan& p, int stage) {
   return m;
 }
 
-std::vector<StageMemory> memory_per_stage(const ModelSpec& m, const Plan& p) {
+std::vector<StageMemory> memory_per_stage(const ModelSpec& m, const Plan& p, std::span<const double> in_flight) {
   std::vector<StageMemory> out;
   const double w = bytes_of(p.precision);
   const double dp = p.dp, edp = p.edp();
@@ -96,7 +96,9 @@ std::vector<StageMemory> memory_per_stage(const ModelSpec& m, const Plan& p) {
       // Only each layer's input is kept; backward recomputes one layer at a time.
       per_micro_batch = static_cast<double>(sp.layers.size()) * w * sb * static_cast<double>(m.d_model);
     }
-    sm.in_flight_micro_batches = in_flight_micro_batches(p, sp.stage);
+    sm.in_flight_micro_batches = static_cast<std::size_t>(sp.stage) < in_flight.size()
+                                     ? in_flight[static_cast<std::size_t>(sp.stage)]
+                                     : in_flight_micro_batches(p, sp.stage);
     b.activations = per_micro_batch * sm.in_flight_micro_batches;
     if (p.recompute == Recompute::full) b.activations += largest_layer;
     if (sp.stage == p.pp - 1) {
@@ -114,8 +116,8 @@ std::vector<StageMemory> memory_per_stage(const ModelSpec& m, const Plan& p) {
   return out;
 }
 
-StageMemory peak_memory(const ModelSpec& m, const Plan& p) {
-  auto stages = memory_per_stage(m, p);
+StageMemory peak_memory(const ModelSpec& m, const Plan& p, std::span<const double> in_flight) {
+  auto stages = memory_per_stage(m, p, in_flight);
   return *std::max_element(stages.begin(), stages.end(), [](const StageMemory& a, const StageMemory& b) {
     return a.bytes.total() < b.bytes.total();
   });

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "src/model/model_spec.hpp"
@@ -44,10 +45,13 @@ struct StageMemory {
   MemoryBreakdown bytes;
 };
 
-// Memory of one rank of each pipeline stage.
-std::vector<StageMemory> memory_per_stage(const ModelSpec& model, const Plan& plan);
+// Memory of one rank of each pipeline stage. `in_flight`, one per stage, replaces the
+// schedule's closed form for the micro-batches held at the peak (the event tier counts
+// them on its timeline); empty: the closed form.
+std::vector<StageMemory> memory_per_stage(const ModelSpec& model, const Plan& plan,
+                                          std::span<const double> in_flight = {});
 // The stage whose rank needs the most memory.
-StageMemory peak_memory(const ModelSpec& model, const Plan& plan);
+StageMemory peak_memory(const ModelSpec& model, const Plan& plan, std::span<const double> in_flight = {});
 
 // Micro-batches (of a chunk of layers, for interleaved) in flight on `stage` at the peak.
 double in_flight_micro_batches(const Plan& plan, int stage);

@@ -6,6 +6,7 @@
 #include "sim/engine.hpp"
 #include "sim/network.hpp"
 #include "sim/trace.hpp"
+#include "src/accounting/memory.hpp"
 #include "src/accounting/params.hpp"
 #include "src/simulate/pipeline_lowering.hpp"
 #include "src/simulate/placement.hpp"
@@ -19,14 +20,14 @@ struct Run {
   LoweredIteration lowered;
 };
 
-Run run(const std::vector<StageWork>& stages, Schedule schedule, int m, bool with_dp, bool with_fsdp,
+Run run(const std::vector<StageWork>& stages, Schedule schedule, int m, int vpp, bool with_dp, bool with_fsdp,
         bool critical_path) {
   std::vector<StageWork> s = stages;
   for (StageWork& w : s) {
     if (!with_dp) w.grad_reduce = 0;
     if (!with_fsdp) w.fsdp_gather = 0;
   }
-  Run r{{}, lower_iteration(s, schedule, m, with_dp || with_fsdp)};
+  Run r{{}, lower_iteration(s, schedule, m, with_dp || with_fsdp, vpp)};
   sim::Options o;
   o.critical_path = critical_path;
   r.result = sim::simulate(r.lowered.workload, sim::Network{}, o);
@@ -69,9 +70,9 @@ SimResult simulate_event(const ModelSpec& m, const Plan& p, const ClusterSpec& c
   }
   // Three runs tell the costs apart: the pipeline alone, with FSDP gathers, with the
   // gradient reduction too (the real timeline).
-  const Run bare = run(stages, p.schedule, mb, false, false, false);
-  const Run gathers = run(stages, p.schedule, mb, false, true, false);
-  const Run full = run(stages, p.schedule, mb, true, true, true);
+  const Run bare = run(stages, p.schedule, mb, p.vpp, false, false, false);
+  const Run gathers = run(stages, p.schedule, mb, p.vpp, false, true, false);
+  const Run full = run(stages, p.schedule, mb, p.vpp, true, true, true);
   r.iteration_s = full.result.makespan;
 
   // The breakdown is the busiest stage's: its compute and in-line communication, the rest
@@ -93,6 +94,10 @@ SimResult simulate_event(const ModelSpec& m, const Plan& p, const ClusterSpec& c
         full.result.makespan - gathers.result.makespan;
   if (!trace_path.empty()) sim::write_chrome_trace(trace_path, full.lowered.workload, sim::Network{}, full.result);
   finish_result(r, m, p, c, prof);
+  // Activations held at the peak, counted on the timeline rather than taken from the
+  // schedule's closed form.
+  r.memory = peak_memory(m, p, peak_in_flight(full.lowered, full.result));
+  r.fits = r.memory.bytes.total() <= c.gpu_memory_bytes;
   return r;
 }
 

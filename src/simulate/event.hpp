@@ -16,7 +16,8 @@
 namespace moesim {
 
 // `trace_path`: when not empty, the Chrome trace of the timeline is written there
-// (atomically). Throws std::runtime_error for an interleaved schedule (not lowered yet).
+// (atomically). Throws std::runtime_error for an interleaved schedule whose micro-batches
+// are not a multiple of the pipeline stages (Megatron's requirement too).
 SimResult simulate_event(const ModelSpec& model, const Plan& plan, const ClusterSpec& cluster, const Profile& profile,
                          const ExpertLoad* routing = nullptr, const std::string& trace_path = "");
 

@@ -27,21 +27,36 @@ struct StageWork {
   double optimizer = 0;
 };
 
-// The order a stage runs its passes in: (forward?, micro-batch).
+// The order a stage runs its passes in: (forward?, model chunk, micro-batch). Chunks
+// exist under the interleaved schedule: stage s holds chunks c = 0..vpp-1, virtual stage
+// c * pp + s of the model.
 struct Pass {
   bool forward = true;
   int micro_batch = 0;
+  int chunk = 0;
 };
-std::vector<Pass> stage_order(Schedule schedule, int stage, int stages, int micro_batches);
+// Interleaved 1F1B follows Megatron: 2 (pp - stage - 1) + (vpp - 1) pp warm-up forwards,
+// chunks taken pp micro-batches at a time; it needs micro_batches % stages == 0.
+std::vector<Pass> stage_order(Schedule schedule, int stage, int stages, int micro_batches, int vpp = 1);
 
 struct LoweredIteration {
   sim::Workload workload;
   std::vector<sim::ResourceId> compute, comm;  // per stage
+  int vpp = 1;
+  // [virtual stage][micro-batch]: the forward pass, and the first and last task of the
+  // backward. Virtual stage c * pp + s is chunk c of stage s.
+  std::vector<std::vector<sim::TaskId>> forward, backward_first, backward_last;
 };
+
+// Micro-batches whose activations each stage holds at its peak: the most forwards started
+// and not yet ended backward at any instant of the timeline (a backward's end frees before
+// a forward starting at the same instant allocates); a chunk's pass counts 1/vpp.
+std::vector<double> peak_in_flight(const LoweredIteration& lowered, const sim::Result& result);
 
 // `with_dp_comm` false leaves out the gradient reduction and the FSDP gathers (to tell
 // what they add from the pipeline's own idle time).
+// `vpp` chunks per stage (interleaved): each chunk's pass takes 1/vpp of the stage's.
 LoweredIteration lower_iteration(const std::vector<StageWork>& stages, Schedule schedule, int micro_batches,
-                                 bool with_dp_comm = true);
+                                 bool with_dp_comm = true, int vpp = 1);
 
 }  // namespace moesim

@@ -10,6 +10,7 @@
 
 #include "sim/engine.hpp"
 #include "sim/network.hpp"
+#include "src/accounting/memory.hpp"
 #include "src/cluster/cluster_spec.hpp"
 #include "src/model/model_json.hpp"
 #include "src/plan/plan.hpp"
@@ -33,7 +34,32 @@ TEST(EventTier, OneFOneBOrderHasWarmupSteadyAndCooldown) {
   got.clear();
   for (const Pass& p : stage_order(Schedule::one_f_one_b, 3, 4, 2)) got += (p.forward ? "F" : "B") + std::to_string(p.micro_batch) + " ";
   EXPECT_EQ(got, "F0 B0 F1 B1 ");
-  EXPECT_THROW(stage_order(Schedule::interleaved, 0, 2, 4), std::runtime_error);
+  // Interleaved (Megatron): stage 0 of 2, 2 chunks, 4 micro-batches: 2 (pp - 1) + (vpp - 1) pp
+  // = 4 warm-up forwards, chunks taken pp micro-batches at a time, backwards chunk-reversed.
+  got.clear();
+  for (const Pass& p : stage_order(Schedule::interleaved, 0, 2, 4, 2))
+    got += (p.forward ? "F" : "B") + std::to_string(p.micro_batch) + "c" + std::to_string(p.chunk) + " ";
+  EXPECT_EQ(got, "F0c0 F1c0 F0c1 F1c1 F2c0 B0c1 F3c0 B1c1 F2c1 B0c0 F3c1 B1c0 B2c1 B3c1 B2c0 B3c0 ");
+  EXPECT_THROW(stage_order(Schedule::interleaved, 0, 4, 6, 2), std::runtime_error);
+}
+
+TEST(EventTier, InterleavedBubbleShrinksByTheChunkCount) {
+  // Equal stages, free sends: m (f + b) + (pp - 1)(f + b) / vpp.
+  const double f = 1.0, b = 2.0;
+  for (int pp : {2, 4}) {
+    for (int vpp : {2, 3}) {
+      for (int m : {pp, 2 * pp, 4 * pp}) {
+        std::vector<StageWork> stages(static_cast<std::size_t>(pp));
+        for (StageWork& w : stages) {
+          w.forward = f;
+          w.backward = b;
+        }
+        SCOPED_TRACE("pp " + std::to_string(pp) + " vpp " + std::to_string(vpp) + " m " + std::to_string(m));
+        const LoweredIteration l = lower_iteration(stages, Schedule::interleaved, m, true, vpp);
+        EXPECT_NEAR(sim::simulate(l.workload, sim::Network{}).makespan, m * (f + b) + (pp - 1) * (f + b) / vpp, 1e-12);
+      }
+    }
+  }
 }
 
 TEST(EventTier, PipelineMakespanIsTheClosedForm) {
@@ -95,6 +121,25 @@ TEST(EventTier, FsdpGathersArePrefetchedBehindCompute) {
   // Longer ones set the pace: the stream of 2m gathers, then the last backward.
   w.fsdp_gather = 2.5;
   EXPECT_NEAR(makespan({w}, Schedule::one_f_one_b, 4), 8 * 2.5 + 2.0, 1e-12);
+}
+
+TEST(EventTier, ActivationsInFlightOnTheTimelineEqualTheScheduleClosedForms) {
+  // 1F1B holds min(pp - stage, m) micro-batches on a stage, GPipe all m, interleaved
+  // min(2 (pp - stage - 1) + (vpp - 1) pp + 1, m vpp) chunks.
+  const ModelSpec m = load_model("configs/models/fairseq-moe-4.1b.json");
+  const ClusterSpec c = load_cluster("configs/clusters/dgx-a100.json");
+  const Profile prof = load_profile("profiles/a100-sxm4-40gb.json");
+  for (const char* plan : {"dp=2,pp=4,mbs=1,gbs=16", "dp=2,pp=4,mbs=1,gbs=16,schedule=gpipe", "dp=1,pp=8,mbs=1,gbs=4",
+                           "dp=2,pp=4,mbs=1,gbs=16,schedule=interleaved,vpp=2",
+                           "dp=1,pp=4,mbs=1,gbs=4,schedule=interleaved,vpp=3"}) {
+    SCOPED_TRACE(plan);
+    const Plan p = parse_inline_plan(plan);
+    const SimResult e = simulate_event(m, p, c, prof);
+    const StageMemory closed = peak_memory(m, p);
+    EXPECT_EQ(e.memory.stage, closed.stage);
+    EXPECT_EQ(e.memory.in_flight_micro_batches, closed.in_flight_micro_batches);
+    EXPECT_EQ(e.memory.bytes.total(), closed.bytes.total());
+  }
 }
 
 TEST(EventTier, SeedConfigRunsAndWritesATrace) {
