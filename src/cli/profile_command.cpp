@@ -120,6 +120,63 @@ void print_check(ComputeBackend& backend, const Profile& measured, const std::op
   t.print(out);
 }
 
+// The ranks of this run: MPI only under a launcher (a plain run needs no MPI runtime),
+// and NCCL between GPU ranks, one GPU per rank on each node.
+struct World {
+  std::optional<MpiSession> session;
+  std::unique_ptr<Communicator> host, nccl;
+  Communicator& get() { return nccl ? *nccl : *host; }
+};
+
+void open_world(World& w, const std::string& device) {
+  if (MpiSession::launched_by_mpirun()) {
+    w.session.emplace();
+    w.host = std::make_unique<MpiCommunicator>();
+  } else {
+    w.host = std::make_unique<SelfCommunicator>();
+  }
+#if MOESIM_COMM_NCCL
+  if (device == "cuda" && w.host->size() > 1) {
+    int devices = 0;
+    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices < 1)
+      throw std::runtime_error("--device cuda: no GPU is visible to the CUDA runtime");
+    const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    w.nccl = std::make_unique<NcclCommunicator>(*w.host, (local ? std::atoi(local) : w.host->rank()) % devices);
+  }
+#else
+  (void)device;
+#endif
+}
+
+Provenance measured_provenance(const ComputeBackend& backend, const World& world, const std::string& transport) {
+  Provenance prov;
+  prov.kind = "measured";
+  prov.host = host_name();
+  prov.date = utc_now();
+  (backend.kind() == "cpu" ? prov.cpu : prov.gpu) = backend.device();
+  const auto versions = backend.versions();
+  if (auto it = versions.find("driver"); it != versions.end()) prov.driver = it->second;
+  if (auto it = versions.find("cuda"); it != versions.end()) prov.cuda = it->second;
+  if (world.session) prov.mpi = mpi_library_version();
+#if MOESIM_COMM_NCCL
+  if (transport == "nccl") prov.nccl = nccl_version();
+#else
+  (void)transport;
+#endif
+  return prov;
+}
+
+// The public profile a GPU's measurements are laid over: --base, or the shipped one
+// whose GPU matches the device's name.
+Profile base_profile(const std::string& given, const ComputeBackend& backend) {
+  if (!given.empty()) return load_profile(given);
+  const auto gpu = gpu_model_of(backend.device());
+  if (!gpu)
+    throw InputError("--base", "", "expected the public profile of \"" + backend.device() +
+                                       "\" (no shipped profile matches its name)");
+  return load_profile("profiles/" + std::string(to_string(*gpu)) + ".json");
+}
+
 }  // namespace
 
 Command add_profile(CLI::App& app) {
@@ -136,29 +193,9 @@ Command add_profile(CLI::App& app) {
   cmd->add_flag("--no-comm", a->no_comm, "skip the collectives");
   cmd->add_flag("--check", a->check, "also predict and measure held-out shapes, and print the errors");
   return {cmd, [a]() {
-            // MPI only under a launcher: a plain run needs no MPI runtime at all.
-            std::optional<MpiSession> session;
-            std::unique_ptr<Communicator> comm;
-            if (MpiSession::launched_by_mpirun()) {
-              session.emplace();
-              comm = std::make_unique<MpiCommunicator>();
-            } else {
-              comm = std::make_unique<SelfCommunicator>();
-            }
-#if MOESIM_COMM_NCCL
-            // GPU ranks under mpirun exchange over NCCL, one GPU per rank on each node.
-            std::unique_ptr<Communicator> nccl;
-            if (a->device == "cuda" && comm->size() > 1) {
-              int devices = 0;
-              if (cudaGetDeviceCount(&devices) != cudaSuccess || devices < 1)
-                throw std::runtime_error("--device cuda: no GPU is visible to the CUDA runtime");
-              const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-              nccl = std::make_unique<NcclCommunicator>(*comm, (local ? std::atoi(local) : comm->rank()) % devices);
-            }
-            Communicator& world = nccl ? *nccl : *comm;
-#else
-            Communicator& world = *comm;
-#endif
+            World ranks;
+            open_world(ranks, a->device);
+            Communicator& world = ranks.get();
             const bool root = world.rank() == 0;
             const std::string model_path = !a->model.empty() ? a->model
                                            : a->device == "cuda" ? "configs/models/fairseq-moe-4.1b.json"
@@ -172,17 +209,7 @@ Command add_profile(CLI::App& app) {
             std::unique_ptr<ComputeBackend> backend =
                 a->device == "cuda" ? make_cuda_backend(timing) : make_cpu_backend(timing);
             std::optional<Profile> base;
-            if (a->device == "cuda") {
-              std::string path = a->base;
-              if (path.empty()) {
-                const auto gpu = gpu_model_of(backend->device());
-                if (!gpu)
-                  throw InputError("--base", "", "expected the public profile of \"" + backend->device() +
-                                                   "\" (no shipped profile matches its name)");
-                path = "profiles/" + std::string(to_string(*gpu)) + ".json";
-              }
-              base = load_profile(path);
-            }
+            if (a->device == "cuda") base = base_profile(a->base, *backend);
             GridOptions grid{backend->kind(), backend->gemm_dtypes(), a->quick};
             const auto start = std::chrono::steady_clock::now();
             ProgressBar bar;
@@ -211,22 +238,7 @@ Command add_profile(CLI::App& app) {
             }
             if (!root) return 0;
 
-            Provenance& prov = run.provenance;
-            prov.kind = "measured";
-            prov.host = host_name();
-            prov.date = utc_now();
-            if (backend->kind() == "cpu") {
-              prov.cpu = backend->device();
-            } else {
-              prov.gpu = backend->device();
-            }
-            const auto versions = backend->versions();
-            if (auto it = versions.find("driver"); it != versions.end()) prov.driver = it->second;
-            if (auto it = versions.find("cuda"); it != versions.end()) prov.cuda = it->second;
-            if (session) prov.mpi = mpi_library_version();
-#if MOESIM_COMM_NCCL
-            if (run.transport == "nccl") prov.nccl = nccl_version();
-#endif
+            run.provenance = measured_provenance(*backend, ranks, run.transport);
             const Profile profile = make_measured_profile(run, base);
             write_file_atomically(a->out, profile_to_json(profile).dump(2) + "\n");
             const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

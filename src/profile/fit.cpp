@@ -1,7 +1,10 @@
 // Weighted linear least squares with Eigen for the profile fits.
 #include "src/profile/fit.hpp"
 
+#include <algorithm>
 #include <cassert>
+#include <cmath>
+#include <cstdio>
 #include <tuple>
 
 #include <Eigen/Dense>
@@ -62,6 +65,18 @@ RooflineFit fit_op(std::span<const OpSample> samples, OpBound bound, double ceil
   RooflineFit fit{a > 0 ? 1.0 / a : 0.0, b, {}};
   for (std::size_t i = 0; i < x.size(); ++i) fit.relative_residuals.push_back((a * x[i] + b - t[i]) / t[i]);
   return fit;
+}
+
+std::string residual_summary(std::span<const double> r) {
+  double sum = 0, worst = 0;
+  for (double x : r) {
+    sum += x * x;
+    worst = std::max(worst, std::abs(x));
+  }
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "residuals rms %.1f%%, max %.1f%%",
+                r.empty() ? 0.0 : 100 * std::sqrt(sum / static_cast<double>(r.size())), 100 * worst);
+  return buf;
 }
 
 AlphaBetaFit fit_alpha_beta(std::span<const double> bytes, std::span<const double> seconds) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <span>
+#include <string>
 #include <vector>
 
 #include "src/profile/profile.hpp"
@@ -26,6 +27,10 @@ RooflineFit fit_op(std::span<const OpSample> samples, OpBound bound, double ceil
 
 // The work a sample is measured against: its FLOPs or its bytes.
 double work_of(const OpSample& s, OpBound bound);
+
+// "residuals rms 7.2%, max 26.0%": how well a fit's relative residuals describe its table,
+// for the figure's source.
+std::string residual_summary(std::span<const double> relative_residuals);
 
 struct AlphaBetaFit {
   double alpha = 0;      // seconds

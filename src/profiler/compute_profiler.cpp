@@ -93,15 +93,8 @@ std::map<std::string, OpProfile> fit_ops(const std::vector<MeasuredPoint>& measu
     const double ceiling = flops ? ceilings.peak(op.dtype) : ceilings.compute.memory_bandwidth.value;
     if (!(ceiling > 0)) throw std::runtime_error("fit_ops: no ceiling for " + name);
     const RooflineFit fit = fit_op(op.samples, op.bound, ceiling);
-    double rms = 0, worst = 0;
-    for (double r : fit.relative_residuals) {
-      rms += r * r;
-      worst = std::max(worst, std::abs(r));
-    }
-    rms = std::sqrt(rms / static_cast<double>(fit.relative_residuals.size()));
-    char note[200];
-    std::snprintf(note, sizeof note, "; fit over %zu samples, residuals rms %.1f%%, max %.1f%%", op.samples.size(),
-                  100 * rms, 100 * worst);
+    const std::string note = "; fit over " + std::to_string(op.samples.size()) + " samples, " +
+                             residual_summary(fit.relative_residuals);
     const std::string of = flops ? "peak_flops." + std::string(to_string(op.dtype)) : "memory_bandwidth";
     op.efficiency = {fit.efficiency, how + ": t = work/(efficiency * " + of + ") + overhead" + note};
     op.overhead = {fit.overhead, how + ": the same fit's fixed seconds per launch"};

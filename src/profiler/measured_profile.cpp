@@ -70,15 +70,10 @@ std::vector<CollectiveProfile> fit_collectives(const std::vector<CollectiveSampl
       c.samples.push_back({s->bytes, s->seconds});
     }
     const AlphaBetaFit fit = fit_alpha_beta(bytes, seconds);
-    double rms = 0, worst = 0;
-    for (double r : fit.relative_residuals) {
-      rms += r * r;
-      worst = std::max(worst, std::abs(r));
-    }
-    rms = std::sqrt(rms / static_cast<double>(fit.relative_residuals.size()));
-    const std::string how = "measured (" + transport + ", " + std::to_string(c.ranks) + " ranks): t = alpha + bytes/bandwidth over " +
-                            std::to_string(points.size()) + " sizes, relative least squares";
-    c.alpha = {std::max(0.0, fit.alpha), how + fmt(", residuals rms %.1f%%, max %.1f%%", 100 * rms, 100 * worst)};
+    const std::string how = "measured (" + transport + ", " + std::to_string(c.ranks) +
+                            " ranks): t = alpha + bytes/bandwidth over " + std::to_string(points.size()) +
+                            " sizes, relative least squares";
+    c.alpha = {std::max(0.0, fit.alpha), how + ", " + residual_summary(fit.relative_residuals)};
     c.bandwidth = {fit.bandwidth, how};
     out.push_back(std::move(c));
   }
