@@ -62,8 +62,9 @@ std::optional<double> measured_seconds(const Profile& p, const std::string& kern
   auto fit = [&](double work) { return work / scale + op->overhead.value; };
   const double work = by_flops ? flops : bytes;
   const bool by_shape = !shape.empty() && shape.size() == op->samples.front().shape.size();
+  const double log_work = std::log(std::max(work, 1.0));
   auto distance = [&](const OpSample& s) {
-    if (!by_shape) return std::abs(std::log(std::max(work_of(s, op->bound), 1.0)) - std::log(std::max(work, 1.0)));
+    if (!by_shape) return std::abs(std::log(std::max(work_of(s, op->bound), 1.0)) - log_work);
     double d2 = 0;
     for (const auto& [name, v] : shape) {
       const auto it = s.shape.find(name);
@@ -75,12 +76,13 @@ std::optional<double> measured_seconds(const Profile& p, const std::string& kern
   };
   // Interpolation width in log units: a neighbour a grid step (x4) away weighs 2%, one halfway weighs the same.
   const double width = 0.5;
-  double best = INFINITY;
-  for (const OpSample& s : op->samples) best = std::min(best, distance(s));
+  std::vector<double> d(op->samples.size());
+  for (std::size_t i = 0; i < d.size(); ++i) d[i] = distance(op->samples[i]);
+  const double best = *std::min_element(d.begin(), d.end());
   double num = 0, den = 0;
-  for (const OpSample& s : op->samples) {
-    const double d = distance(s);
-    const double weight = std::exp(-0.5 * (d * d - best * best) / (width * width));
+  for (std::size_t i = 0; i < d.size(); ++i) {
+    const OpSample& s = op->samples[i];
+    const double weight = std::exp(-0.5 * (d[i] * d[i] - best * best) / (width * width));
     num += weight * std::log(s.seconds / fit(work_of(s, op->bound)));
     den += weight;
   }
