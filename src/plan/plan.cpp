@@ -29,6 +29,23 @@ constexpr std::int64_t kMaxDegree = 1 << 20;
 
 }  // namespace
 
+void check_plan_rules(const Plan& p, const std::string& source) {
+  auto fail = [&](const char* field, const std::string& msg) { throw InputError(source, field, msg); };
+  if (static_cast<std::int64_t>(p.dp) * p.tp * p.pp > kMaxDegree)
+    fail("dp", "expected dp*tp*pp <= " + std::to_string(kMaxDegree));
+  if (p.dp % p.ep != 0)
+    fail("ep", "expected a divisor of dp (" + std::to_string(p.dp) + "): experts are sharded inside the data-parallel group, got " + std::to_string(p.ep));
+  std::int64_t per_step = static_cast<std::int64_t>(p.dp) * p.mbs;
+  if (p.gbs > 0 && p.gbs % per_step != 0)
+    fail("gbs", "expected a multiple of dp*mbs (" + std::to_string(per_step) + "), got " + std::to_string(p.gbs));
+  if (p.schedule == Schedule::interleaved && p.vpp < 2) fail("vpp", "expected at least 2 virtual stages with schedule interleaved");
+  if (p.schedule != Schedule::interleaved && p.vpp != 1) fail("vpp", "expected 1 unless schedule is interleaved");
+  if (p.schedule == Schedule::interleaved && p.micro_batches() % p.pp != 0)
+    fail("gbs", "expected micro-batches (" + std::to_string(p.micro_batches()) + ") divisible by pp (" +
+                    std::to_string(p.pp) + ") for the interleaved schedule");
+  if (p.precision == DType::fp32 && p.master_weights) fail("master_weights", "expected false with precision fp32");
+}
+
 Plan plan_from_json(const nlohmann::json& doc, const std::string& file) {
   ObjectReader r(doc, file);
   Plan p;
@@ -49,20 +66,7 @@ Plan plan_from_json(const nlohmann::json& doc, const std::string& file) {
   p.placement = r.choice_or("placement", ExpertPlacement::contiguous, kPlacement);
   r.finish();
 
-  auto fail = [&](const char* field, const std::string& msg) { throw InputError(file, field, msg); };
-  if (static_cast<std::int64_t>(p.dp) * p.tp * p.pp > kMaxDegree)
-    fail("dp", "expected dp*tp*pp <= " + std::to_string(kMaxDegree));
-  if (p.dp % p.ep != 0)
-    fail("ep", "expected a divisor of dp (" + std::to_string(p.dp) + "): experts are sharded inside the data-parallel group, got " + std::to_string(p.ep));
-  std::int64_t per_step = static_cast<std::int64_t>(p.dp) * p.mbs;
-  if (p.gbs > 0 && p.gbs % per_step != 0)
-    fail("gbs", "expected a multiple of dp*mbs (" + std::to_string(per_step) + "), got " + std::to_string(p.gbs));
-  if (p.schedule == Schedule::interleaved && p.vpp < 2) fail("vpp", "expected at least 2 virtual stages with schedule interleaved");
-  if (p.schedule != Schedule::interleaved && p.vpp != 1) fail("vpp", "expected 1 unless schedule is interleaved");
-  if (p.schedule == Schedule::interleaved && p.micro_batches() % p.pp != 0)
-    fail("gbs", "expected micro-batches (" + std::to_string(p.micro_batches()) + ") divisible by pp (" +
-                    std::to_string(p.pp) + ") for the interleaved schedule");
-  if (p.precision == DType::fp32 && p.master_weights) fail("master_weights", "expected false with precision fp32");
+  check_plan_rules(p, file);
   return p;
 }
 

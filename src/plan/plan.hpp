@@ -50,6 +50,9 @@ Plan load_plan(const std::string& file_or_inline);
 nlohmann::ordered_json plan_to_json(const Plan& plan);
 std::string plan_to_inline(const Plan& plan);
 
+// The rules a plan obeys on its own (ep divides dp, gbs a multiple of dp*mbs, vpp only
+// with the interleaved schedule, ...); plan_from_json applies them to every plan it reads.
+void check_plan_rules(const Plan& plan, const std::string& source);
 // Rejects a plan that does not divide the model or does not fit the cluster, naming
 // the plan field and the reason. `source` names the plan in messages.
 void check_plan(const Plan& plan, const ModelSpec& model, const std::string& source);

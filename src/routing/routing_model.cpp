@@ -193,16 +193,19 @@ ExpertLoad route_tokens(const ModelSpec& m, const RoutingSpec& routing, std::int
   return load;
 }
 
-RankLoad rank_load(const ExpertLoad& load, int ep) {
+RankLoad rank_load(const ExpertLoad& load, int ep, ExpertPlacement placement) {
   RankLoad r;
   const int per_rank = std::max(1, load.experts / std::max(ep, 1));
   const int ranks = load.experts / per_rank;
+  std::vector<double> sums(static_cast<std::size_t>(ranks), 0.0);
+  for (int e = 0; e < ranks * per_rank; ++e) {
+    const int rank = placement == ExpertPlacement::round_robin ? e % ranks : e / per_rank;
+    sums[static_cast<std::size_t>(rank)] += load.kept[static_cast<std::size_t>(e)];
+  }
   double total = 0;
   for (int rank = 0; rank < ranks; ++rank) {
-    double sum = 0;
-    for (int e = rank * per_rank; e < (rank + 1) * per_rank; ++e) sum += load.kept[static_cast<std::size_t>(e)];
     // Every rank of the group routes its tokens alike: each sends this rank the same load.
-    sum *= ep;
+    const double sum = sums[static_cast<std::size_t>(rank)] * ep;
     total += sum;
     if (sum > r.max_tokens) {
       r.max_tokens = sum;

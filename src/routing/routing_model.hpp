@@ -11,6 +11,7 @@
 
 #include "kernels/gate.hpp"
 #include "src/model/model_spec.hpp"
+#include "src/plan/plan.hpp"
 
 namespace moesim {
 
@@ -46,13 +47,14 @@ struct ExpertLoad {
 // per-expert first and second choices, scaled to `tokens`.
 ExpertLoad route_tokens(const ModelSpec& model, const RoutingSpec& routing, std::int64_t tokens);
 
-// Expert-parallel ranks each hold `experts / ep` contiguous experts and receive the tokens
-// of all `ep` ranks, routed alike (so a hot expert is hot on every rank).
+// Expert-parallel ranks each hold `experts / ep` experts (a contiguous block, or every
+// ep-th expert under round_robin) and receive the tokens of all `ep` ranks, routed alike
+// (so a hot expert is hot on every rank). Placement matters only when the load is skewed.
 struct RankLoad {
   double max_tokens = 0;   // kept token slots of the most-loaded rank
   double mean_tokens = 0;
   int max_rank = 0;
 };
-RankLoad rank_load(const ExpertLoad& load, int ep);
+RankLoad rank_load(const ExpertLoad& load, int ep, ExpertPlacement placement = ExpertPlacement::contiguous);
 
 }  // namespace moesim

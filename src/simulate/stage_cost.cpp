@@ -19,7 +19,7 @@ StageTime stage_time(const ModelSpec& m, const Plan& p, const ClusterSpec& c, co
   // Expert token slots of the busiest rank: the padded buffers when there is a capacity,
   // else what the routing puts on the most-loaded rank.
   double slots = m.is_moe() ? static_cast<double>(expert_slots(m.moe, static_cast<std::int64_t>(T))) : 0.0;
-  if (m.is_moe() && load && !load->capacity) slots = rank_load(*load, p.ep).max_tokens;
+  if (m.is_moe() && load && !load->capacity) slots = rank_load(*load, p.ep, p.placement).max_tokens;
   auto account = [&](const std::vector<OpCost>& ops, bool recomputed, bool selective_only) {
     for (const OpCost& op : ops) {
       st.forward += op.seconds;
@@ -32,7 +32,11 @@ StageTime stage_time(const ModelSpec& m, const Plan& p, const ClusterSpec& c, co
   };
   const bool full = p.recompute == Recompute::full, selective = p.recompute == Recompute::selective;
   if (stage.stage == 0) account(embedding_forward_ops(prof, m, p, T), false, false);
-  for (int layer : stage.layers) {
+  // A layer's cost depends only on whether it is an MoE layer: price each kind once, then
+  // count it (this keeps the screening tier's cost independent of the depth).
+  auto price_layer = [&](int layer) {
+    StageTime one;
+    std::swap(one, st);
     // Selective recomputation redoes the attention core; full redoes the whole layer.
     std::vector<OpCost> ops = layer_forward_ops(prof, m, p, layer, T, slots);
     if (selective) {
@@ -56,6 +60,24 @@ StageTime stage_time(const ModelSpec& m, const Plan& p, const ClusterSpec& c, co
       const double bytes = e * slots * h / p.tp;
       st.comm["ep_all_to_all"] += 4 * collective_cost(prof, c, Collective::all_to_all, groups.ep, bytes).seconds;
     }
+    std::swap(one, st);
+    return one;
+  };
+  int count[2] = {0, 0}, example[2] = {-1, -1};
+  for (int layer : stage.layers) {
+    const int kind = m.is_moe_layer(layer) ? 1 : 0;
+    ++count[kind];
+    example[kind] = layer;
+  }
+  for (int kind = 0; kind < 2; ++kind) {
+    if (count[kind] == 0) continue;
+    const StageTime one = price_layer(example[kind]);
+    const double n = count[kind];
+    st.forward += n * one.forward;
+    st.backward += n * one.backward;
+    st.recompute += n * one.recompute;
+    for (const auto& [k, v] : one.compute) st.compute[k] += n * v;
+    for (const auto& [k, v] : one.comm) st.comm[k] += n * v;
   }
   if (stage.stage == p.pp - 1) account(head_forward_ops(prof, m, p, T), false, false);
   if (p.pp > 1) {
@@ -105,7 +127,7 @@ SimBalance balance_of(const ExpertLoad* load, const Plan& p) {
     kept += load->kept[i];
   }
   b.dropped_fraction = demand > 0 ? 1 - kept / demand : 0;
-  const RankLoad rl = rank_load(*load, p.ep);
+  const RankLoad rl = rank_load(*load, p.ep, p.placement);
   b.max_tokens_per_rank = rl.max_tokens;
   b.mean_tokens_per_rank = rl.mean_tokens;
   b.max_rank = rl.max_rank;

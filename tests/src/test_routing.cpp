@@ -85,7 +85,27 @@ TEST(Routing, TraceDropsByFairseqsRuleExactly) {
   EXPECT_EQ(two.max_tokens, 2 * 100.0);
   EXPECT_EQ(two.max_rank, 0);
   EXPECT_EQ(two.mean_tokens, (2 * 100.0 + 2 * 75.0) / 2);
+  // Round robin puts experts {0,2} and {1,3} together: 100 and 75 kept, the same total.
+  const RankLoad spread = rank_load(load, 2, ExpertPlacement::round_robin);
+  EXPECT_EQ(spread.max_tokens, 2 * 100.0);
+  EXPECT_EQ(spread.max_rank, 0);
+  EXPECT_EQ(spread.mean_tokens, two.mean_tokens);
   std::remove(path.c_str());
+}
+
+TEST(Routing, RoundRobinPlacementSpreadsHotExperts) {
+  ExpertLoad load;
+  load.experts = 4;
+  load.kept = {40, 30, 20, 10};  // hottest first, as a sorted skew leaves them
+  const RankLoad block = rank_load(load, 2);                               // {40+30}, {20+10}
+  const RankLoad spread = rank_load(load, 2, ExpertPlacement::round_robin);  // {40+20}, {30+10}
+  EXPECT_EQ(block.max_tokens, 2 * 70.0);
+  EXPECT_EQ(spread.max_tokens, 2 * 60.0);
+  EXPECT_EQ(spread.max_rank, 0);
+  EXPECT_EQ(block.mean_tokens, spread.mean_tokens);
+  // One expert per rank, or one rank for all: placement changes nothing.
+  EXPECT_EQ(rank_load(load, 4).max_tokens, rank_load(load, 4, ExpertPlacement::round_robin).max_tokens);
+  EXPECT_EQ(rank_load(load, 1).max_tokens, rank_load(load, 1, ExpertPlacement::round_robin).max_tokens);
 }
 
 TEST(Routing, BadTracesNameTheField) {
