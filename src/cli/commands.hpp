@@ -17,6 +17,7 @@ Command add_describe(CLI::App& app);
 Command add_import(CLI::App& app);
 Command add_simulate(CLI::App& app);
 Command add_profile(CLI::App& app);
+Command add_search(CLI::App& app);
 
 // Adds every subcommand to `app`; the returned function runs the one that was parsed.
 std::function<int()> register_commands(CLI::App& app);

@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "src/cli/commands.hpp"
+#include "src/cli/progress_bar.hpp"
 #include "src/comm/mpi_communicator.hpp"
 #include "src/comm/self_communicator.hpp"
 #if MOESIM_COMM_NCCL
@@ -45,19 +46,6 @@ std::string host_name() {
   char buf[256] = {};
   return gethostname(buf, sizeof buf - 1) == 0 ? buf : "unknown";
 }
-
-// A one-line bar redrawn in place on a terminal; silent when stderr is not one.
-struct ProgressBar {
-  bool on = isatty(2) != 0;
-  void operator()(int done, int total, const std::string& what) const {
-    if (!on) return;
-    const int width = 30, filled = total > 0 ? width * done / total : width;
-    std::cerr << "\r[" << std::string(static_cast<std::size_t>(filled), '#')
-              << std::string(static_cast<std::size_t>(width - filled), ' ') << "] " << done << "/" << total << " "
-              << what.substr(0, 60) << "\033[K" << std::flush;
-    if (done == total) std::cerr << "\n";
-  }
-};
 
 std::string pct(double x) {
   char b[32];

@@ -80,6 +80,7 @@ std::string human_flops(double flops) {
 }
 
 std::string human_seconds(double s) {
+  if (s < 0) return "-" + human_seconds(-s);
   char buf[32];
   if (s < 1e-6)
     std::snprintf(buf, sizeof buf, "%.0f ns", s * 1e9);

@@ -46,7 +46,11 @@ void check_plan_rules(const Plan& p, const std::string& source) {
   if (p.precision == DType::fp32 && p.master_weights) fail("master_weights", "expected false with precision fp32");
 }
 
-Plan plan_from_json(const nlohmann::json& doc, const std::string& file) {
+namespace {
+
+// The fields of a plan document, each checked for type and range, without the rules
+// that relate them.
+Plan plan_fields_from_json(const nlohmann::json& doc, const std::string& file) {
   ObjectReader r(doc, file);
   Plan p;
   p.dp = static_cast<int>(r.integer_or("dp", 1, 1, kMaxDegree));
@@ -65,9 +69,46 @@ Plan plan_from_json(const nlohmann::json& doc, const std::string& file) {
   p.attention = r.choice_or("attention", AttentionImpl::unfused, kAttention);
   p.placement = r.choice_or("placement", ExpertPlacement::contiguous, kPlacement);
   r.finish();
+  return p;
+}
 
+// An inline value typed as the file form has it: integers, booleans, else strings.
+nlohmann::json inline_value(const std::string& source, const std::string& key, std::string_view value) {
+  if (kIntegerKeys.contains(key)) {
+    std::int64_t v = 0;
+    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+    if (ec != std::errc() || end != value.data() + value.size())
+      throw InputError(source, key, "expected an integer, got '" + std::string(value) + "'");
+    return v;
+  }
+  if (kBooleanKeys.contains(key)) {
+    if (value == "true" || value == "1") return true;
+    if (value == "false" || value == "0") return false;
+    throw InputError(source, key, "expected true or false, got '" + std::string(value) + "'");
+  }
+  return std::string(value);
+}
+
+}  // namespace
+
+Plan plan_from_json(const nlohmann::json& doc, const std::string& file) {
+  Plan p = plan_fields_from_json(doc, file);
   check_plan_rules(p, file);
   return p;
+}
+
+Plan with_field(const Plan& plan, const std::string& key, std::string_view value, const std::string& source) {
+  const nlohmann::ordered_json fields = plan_to_json(plan);
+  if (!fields.contains(key)) {
+    std::string keys;
+    for (const auto& [k, v] : fields.items()) keys += (keys.empty() ? "" : ", ") + k;
+    throw InputError(source, key, "expected a plan field (" + keys + ")");
+  }
+  nlohmann::json doc = fields;
+  doc[key] = inline_value(source, key, value);
+  // As in the file form, the precision decides whether there is a master copy.
+  if (key == "precision") doc["master_weights"] = value != "fp32";
+  return plan_fields_from_json(doc, source);
 }
 
 Plan parse_inline_plan(const std::string& text) {
@@ -85,19 +126,7 @@ Plan parse_inline_plan(const std::string& text) {
     std::string key(item.substr(0, eq));
     std::string_view value = item.substr(eq + 1);
     if (doc.contains(key)) throw InputError(source, key, "given twice");
-    if (kIntegerKeys.contains(key)) {
-      std::int64_t v = 0;
-      auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
-      if (ec != std::errc() || end != value.data() + value.size())
-        throw InputError(source, key, "expected an integer, got '" + std::string(value) + "'");
-      doc[key] = v;
-    } else if (kBooleanKeys.contains(key)) {
-      if (value == "true" || value == "1") doc[key] = true;
-      else if (value == "false" || value == "0") doc[key] = false;
-      else throw InputError(source, key, "expected true or false, got '" + std::string(value) + "'");
-    } else {
-      doc[key] = std::string(value);
-    }
+    doc[key] = inline_value(source, key, value);
   }
   return plan_from_json(doc, source);
 }

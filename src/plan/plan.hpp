@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -40,11 +41,17 @@ struct Plan {
   int edp() const { return dp / ep; }  // expert-data-parallel group: replicas of each expert
   std::int64_t global_batch() const { return gbs > 0 ? gbs : static_cast<std::int64_t>(dp) * mbs; }
   std::int64_t micro_batches() const { return global_batch() / (static_cast<std::int64_t>(dp) * mbs); }
+
+  bool operator==(const Plan&) const = default;
 };
 
 // Inline form: comma-separated key=value with the keys of the file form.
 Plan parse_inline_plan(const std::string& text);
 Plan plan_from_json(const nlohmann::json& doc, const std::string& file);
+// `plan` with one field set from its inline text ("zero", "3"); type and range are
+// checked, the rules relating fields are not. Setting precision resets master_weights to
+// the file form's default for it.
+Plan with_field(const Plan& plan, const std::string& key, std::string_view value, const std::string& source);
 // A path to an existing file is read as JSON; anything with '=' is parsed inline.
 Plan load_plan(const std::string& file_or_inline);
 nlohmann::ordered_json plan_to_json(const Plan& plan);

@@ -1,0 +1,139 @@
+// Enumeration of the plan space; see search_space.hpp.
+#include "src/search/search_space.hpp"
+
+#include <algorithm>
+#include <string_view>
+
+#include "src/core/error.hpp"
+
+namespace moesim {
+
+namespace {
+
+// The candidate values of one searched field: `all`, or base's value when it is fixed.
+template <typename T>
+std::vector<T> choices(const SearchSpace& s, const char* field, std::vector<T> all, T fixed_value) {
+  if (!s.fixed.contains(field)) return all;
+  return std::find(all.begin(), all.end(), fixed_value) != all.end() ? std::vector<T>{fixed_value} : std::vector<T>{};
+}
+
+bool divides_model(const ModelSpec& m, int tp) {
+  bool ok = m.heads % tp == 0 && m.kv_heads % tp == 0 && m.ffn_dim % tp == 0;
+  if (m.is_moe()) {
+    ok = ok && m.expert_ffn() % tp == 0;
+    if (m.moe.shared_experts > 0) ok = ok && m.shared_ffn() % tp == 0;
+  }
+  return ok;
+}
+
+}  // namespace
+
+std::vector<std::int64_t> divisors(std::int64_t n) {
+  std::vector<std::int64_t> low, high;
+  for (std::int64_t d = 1; d * d <= n; ++d) {
+    if (n % d != 0) continue;
+    low.push_back(d);
+    if (d != n / d) high.push_back(n / d);
+  }
+  low.insert(low.end(), high.rbegin(), high.rend());
+  return low;
+}
+
+const std::vector<std::string>& searched_fields() {
+  static const std::vector<std::string> fields{"dp",       "tp",  "pp",   "ep",       "mbs",
+                                               "schedule", "vpp", "zero", "recompute", "placement"};
+  return fields;
+}
+
+void apply_fixed(SearchSpace& space, const std::string& text, const std::string& source) {
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    const std::size_t comma = rest.find(',');
+    const std::string_view item = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    const std::size_t eq = item.find('=');
+    if (eq == std::string_view::npos || eq == 0 || eq + 1 == item.size())
+      throw InputError(source, std::string(item), "expected key=value");
+    const std::string key(item.substr(0, eq));
+    space.base = with_field(space.base, key, item.substr(eq + 1), source);
+    const auto& searched = searched_fields();
+    if (std::find(searched.begin(), searched.end(), key) != searched.end()) space.fixed.insert(key);
+  }
+}
+
+std::vector<Plan> enumerate_plans(const ModelSpec& m, const ClusterSpec& c, const SearchSpace& s) {
+  std::vector<Plan> plans;
+  const Plan& b = s.base;
+  const std::int64_t gbs = b.gbs;
+  const int world = s.gpus > 0 ? s.gpus : c.total_gpus();
+  const int max_tp = s.max_tp > 0 ? s.max_tp : c.gpus_per_node;
+  const int max_pp = s.max_pp > 0 ? s.max_pp : world;
+  const int experts = m.is_moe() ? m.moe.experts : 1;
+
+  auto ints = [](std::int64_t n) {
+    std::vector<int> out;
+    for (std::int64_t d : divisors(n)) out.push_back(static_cast<int>(d));
+    return out;
+  };
+  for (int tp : choices(s, "tp", ints(world), b.tp)) {
+    if (tp > max_tp || !divides_model(m, tp)) continue;
+    for (int pp : choices(s, "pp", ints(world / tp), b.pp)) {
+      if (pp > max_pp || m.layers % pp != 0) continue;
+      const int dp = world / (tp * pp);
+      if (s.fixed.contains("dp") && dp != b.dp) continue;
+      if (gbs % dp != 0) continue;
+      for (int ep : choices(s, "ep", ints(dp), b.ep)) {
+        if (experts % ep != 0) continue;
+        for (int mbs : choices(s, "mbs", ints(gbs / dp), b.mbs)) {
+          if (mbs > s.max_mbs && !s.fixed.contains("mbs")) continue;
+          const std::int64_t micro_batches = gbs / (static_cast<std::int64_t>(dp) * mbs);
+          // (schedule, vpp) pairs: one per pipeline order.
+          std::vector<std::pair<Schedule, int>> orders;
+          if (pp == 1) {
+            // Without a pipeline every order is the same; keep a fixed one's name.
+            const bool named = s.fixed.contains("schedule") && b.schedule != Schedule::interleaved;
+            orders.emplace_back(named ? b.schedule : Schedule::one_f_one_b, 1);
+          } else {
+            orders.emplace_back(Schedule::gpipe, 1);
+            orders.emplace_back(Schedule::one_f_one_b, 1);
+            if (micro_batches % pp == 0)
+              for (int v : ints(m.layers / pp))
+                if (v >= 2) orders.emplace_back(Schedule::interleaved, v);
+          }
+          const std::vector<int> zeros = dp == 1 ? std::vector<int>{s.fixed.contains("zero") ? b.zero : 0}
+                                                 : choices(s, "zero", std::vector<int>{0, 1, 2, 3}, b.zero);
+          const bool placement_matters = s.placements && ep > 1 && ep < experts;
+          const std::vector<ExpertPlacement> placements =
+              placement_matters
+                  ? choices(s, "placement", {ExpertPlacement::contiguous, ExpertPlacement::round_robin}, b.placement)
+                  : std::vector<ExpertPlacement>{s.fixed.contains("placement") ? b.placement
+                                                                                : ExpertPlacement::contiguous};
+          for (auto [schedule, vpp] : orders) {
+            if (s.fixed.contains("schedule") && schedule != b.schedule) continue;
+            if (s.fixed.contains("vpp") && vpp != b.vpp) continue;
+            for (int zero : zeros)
+              for (Recompute rc : choices(s, "recompute", {Recompute::none, Recompute::selective, Recompute::full},
+                                          b.recompute))
+                for (ExpertPlacement placement : placements) {
+                  Plan p = b;
+                  p.dp = dp;
+                  p.tp = tp;
+                  p.pp = pp;
+                  p.ep = ep;
+                  p.mbs = mbs;
+                  p.schedule = schedule;
+                  p.vpp = vpp;
+                  p.zero = zero;
+                  p.recompute = rc;
+                  p.placement = placement;
+                  plans.push_back(p);
+                }
+          }
+        }
+      }
+    }
+  }
+  return plans;
+}
+
+}  // namespace moesim
