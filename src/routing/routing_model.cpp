@@ -168,10 +168,11 @@ ExpertLoad route_tokens(const ModelSpec& m, const RoutingSpec& routing, std::int
                                                   t.entropy.value_or(0) * static_cast<double>(tokens));
     load.has_entropy = t.entropy.has_value();
   } else {
-    const std::vector<double> w = weights_of(routing, E);
+    std::vector<double> log_w = weights_of(routing, E);
+    for (double& x : log_w) x = std::log(x);
     std::vector<float> logits(static_cast<std::size_t>(tokens) * static_cast<std::size_t>(E));
     for (std::size_t i = 0; i < logits.size(); ++i)
-      logits[i] = static_cast<float>(std::log(w[i % static_cast<std::size_t>(E)])) + kernels::gumbel(routing.seed, i);
+      logits[i] = static_cast<float>(log_w[i % static_cast<std::size_t>(E)]) + kernels::gumbel(routing.seed, i);
     if (k <= 2) {
       kernels::GateOptions o;
       o.k = k;

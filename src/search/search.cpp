@@ -2,12 +2,13 @@
 #include "src/search/search.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <map>
 #include <memory>
+#include <set>
 
 #include "src/accounting/memory.hpp"
 #include "src/core/error.hpp"
+#include "src/search/wire.hpp"
 #include "src/simulate/analytic.hpp"
 #include "src/simulate/event.hpp"
 
@@ -15,42 +16,7 @@ namespace moesim {
 
 namespace {
 
-// What a rank sends rank 0 about one plan; plain bytes, so gathering is a memcpy.
-struct Score {
-  std::uint64_t index = 0;
-  double seconds = 0;
-  double memory = 0;
-  std::uint8_t fits = 0;
-};
-
-std::string pack(const std::vector<Score>& scores) {
-  std::string bytes(scores.size() * sizeof(Score), '\0');
-  if (!scores.empty()) std::memcpy(bytes.data(), scores.data(), bytes.size());
-  return bytes;
-}
-
-void unpack_into(const std::string& bytes, std::vector<Score>& out) {
-  const std::size_t n = bytes.size() / sizeof(Score), at = out.size();
-  out.resize(at + n);
-  if (n > 0) std::memcpy(out.data() + at, bytes.data(), n * sizeof(Score));
-}
-
-std::vector<Score> gather_scores(Communicator& comm, const std::vector<Score>& mine) {
-  std::vector<Score> all;
-  for (const std::string& part : comm.gather_strings(pack(mine))) unpack_into(part, all);
-  std::sort(all.begin(), all.end(), [](const Score& a, const Score& b) { return a.index < b.index; });
-  return all;
-}
-
-// Rank 0's list of indices, on every rank.
-std::vector<std::uint64_t> broadcast_indices(Communicator& comm, const std::vector<std::uint64_t>& indices) {
-  std::string bytes(indices.size() * sizeof(std::uint64_t), '\0');
-  if (!indices.empty()) std::memcpy(bytes.data(), indices.data(), bytes.size());
-  bytes = comm.broadcast_bytes(bytes);
-  std::vector<std::uint64_t> out(bytes.size() / sizeof(std::uint64_t));
-  if (!out.empty()) std::memcpy(out.data(), bytes.data(), bytes.size());
-  return out;
-}
+using wire::Score;
 
 // Everything a plan's scoring needs, with one routing sample per micro-batch size shared
 // by every plan that has it.
@@ -60,26 +26,33 @@ struct Scorer {
   const Profile& profile;
   const RoutingSpec& routing;
   double memory_limit;
-  std::map<int, ExpertLoad> loads;
+  std::map<int, ExpertLoad> loads;  // by micro-batch size, from sample_routing
 
-  const ExpertLoad* load(const Plan& p) {
-    if (!model.is_moe()) return nullptr;
-    auto it = loads.find(p.mbs);
-    if (it == loads.end())
-      it = loads.emplace(p.mbs, route_tokens(model, routing, static_cast<std::int64_t>(p.mbs) * model.seq_len)).first;
-    return &it->second;
+  const ExpertLoad* load(const Plan& p) const { return model.is_moe() ? &loads.at(p.mbs) : nullptr; }
+
+  // One routing sample per micro-batch size of `plans`, the samples dealt out over the
+  // ranks largest first (each costs in proportion to its tokens), then shared.
+  void sample_routing(const std::vector<Plan>& plans, Communicator& comm) {
+    if (!model.is_moe()) return;
+    std::set<int> sizes;
+    for (const Plan& p : plans) sizes.insert(p.mbs);
+    std::vector<std::int64_t> work(static_cast<std::size_t>(comm.size()), 0);
+    std::map<int, ExpertLoad> mine;
+    for (auto it = sizes.rbegin(); it != sizes.rend(); ++it) {
+      const auto owner = static_cast<int>(std::min_element(work.begin(), work.end()) - work.begin());
+      work[static_cast<std::size_t>(owner)] += *it;
+      if (owner == comm.rank())
+        mine.emplace(*it, route_tokens(model, routing, static_cast<std::int64_t>(*it) * model.seq_len));
+    }
+    loads = wire::share_loads(comm, mine);
   }
 
-  Score screen(const Plan& p, std::size_t index) {
-    Score s;
-    s.index = index;
-    s.memory = peak_memory(model, p).bytes.total();
-    s.fits = s.memory <= memory_limit;
-    if (s.fits) s.seconds = simulate_analytic(model, p, cluster, profile, load(p)).iteration_s;
-    return s;
+  Score screen(const Plan& p, std::size_t index) const {
+    const Screened s = screen_plan(model, p, cluster, profile, load(p), memory_limit);
+    return {index, s.seconds, s.memory, static_cast<std::uint8_t>(s.fits)};
   }
 
-  SimResult event(const Plan& p) {
+  SimResult event(const Plan& p) const {
     SimResult r = simulate_event(model, p, cluster, profile, load(p));
     r.balance.routing = to_string(routing);
     return r;
@@ -106,6 +79,15 @@ bool same_plan(Plan a, Plan b) {
 
 }  // namespace
 
+Screened screen_plan(const ModelSpec& model, const Plan& plan, const ClusterSpec& cluster, const Profile& profile,
+                     const ExpertLoad* load, double memory_limit) {
+  Screened s;
+  s.memory = peak_memory(model, plan).bytes.total();
+  s.fits = s.memory <= memory_limit;
+  if (s.fits) s.seconds = simulate_analytic(model, plan, cluster, profile, load).iteration_s;
+  return s;
+}
+
 SearchResult search_plans(const ModelSpec& model, const ClusterSpec& cluster, const Profile& profile,
                           const RoutingSpec& routing, const SearchSpace& space, const SearchOptions& options,
                           Communicator& comm) {
@@ -115,6 +97,9 @@ SearchResult search_plans(const ModelSpec& model, const ClusterSpec& cluster, co
   const std::vector<Plan> plans = enumerate_plans(model, cluster, space);
   result.enumerated = plans.size();
   Scorer scorer{model, cluster, profile, routing, result.memory_limit, {}};
+  std::vector<Plan> sampled = plans;
+  sampled.insert(sampled.end(), options.baselines.begin(), options.baselines.end());
+  scorer.sample_routing(sampled, comm);
   const bool root = comm.rank() == 0;
   const auto rank = static_cast<std::size_t>(comm.rank()), ranks = static_cast<std::size_t>(comm.size());
   auto report = [&](std::size_t done, std::size_t total, const char* phase) {
@@ -128,7 +113,7 @@ SearchResult search_plans(const ModelSpec& model, const ClusterSpec& cluster, co
     if (mine.size() % 256 == 0) report(i + 1, plans.size(), "screening");
   }
   report(plans.size(), plans.size(), "screening");
-  const std::vector<Score> screened = gather_scores(comm, mine);
+  const std::vector<Score> screened = wire::gather_scores(comm, mine);
 
   // Rank 0 orders the fitting plans and picks the candidates for tier 2: the best
   // `rerank`, and the best `rerank` without a pipeline and without tensor parallelism.
@@ -145,7 +130,7 @@ SearchResult search_plans(const ModelSpec& model, const ClusterSpec& cluster, co
       for (std::uint64_t i : first_k(order, k, keep))
         if (std::find(chosen.begin(), chosen.end(), i) == chosen.end()) chosen.push_back(i);
   }
-  chosen = broadcast_indices(comm, chosen);
+  chosen = wire::broadcast_indices(comm, chosen);
 
   // Tier 2: the chosen candidates on the event tier, dealt out the same way.
   mine.clear();
@@ -156,7 +141,7 @@ SearchResult search_plans(const ModelSpec& model, const ClusterSpec& cluster, co
                     static_cast<std::uint8_t>(r.memory.bytes.total() <= result.memory_limit)});
     report(j + 1, chosen.size(), "event tier");
   }
-  const std::vector<Score> evented = gather_scores(comm, mine);
+  const std::vector<Score> evented = wire::gather_scores(comm, mine);
   result.reranked = chosen.size();
   if (!root) return result;
 

@@ -62,6 +62,17 @@ struct SearchResult {
   double memory_limit = 0;            // bytes per GPU a plan may use
 };
 
+// The screening tier on one plan: the closed-form peak memory and, when it is within
+// `memory_limit`, the analytic iteration time (0 otherwise). `load`: the routing sample
+// for the plan's micro-batch (nullptr for dense models).
+struct Screened {
+  double seconds = 0;
+  double memory = 0;
+  bool fits = false;
+};
+Screened screen_plan(const ModelSpec& model, const Plan& plan, const ClusterSpec& cluster, const Profile& profile,
+                     const ExpertLoad* load, double memory_limit);
+
 // Collective over `comm`: every rank calls it with the same arguments; the result is
 // complete on rank 0 (other ranks get the counts only). Throws InputError when the space
 // has no global batch or no plan of it fits.
