@@ -158,3 +158,83 @@ TEST(CliProfile, BadInputExitsTwo) {
 }
 
 }  // namespace
+
+namespace {
+
+const std::string kSeed001Search =
+    "search --model configs/models/fairseq-moe-4.1b.json --cluster configs/clusters/dgx-a100.json "
+    "--baseline configs/plans/fairseq-moe-4.1b-8gpu.json";
+
+TEST(CliSearch, ExplainsTheWinnerAndScoresTheSeedPlan) {
+  const Outcome r = run(kSeed001Search);
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* text : {"plans enumerated", "winner: dp=", "  it ", " the runner-up ", "runner-up  difference",
+                           "best without pipeline parallelism (pp=1): ", "best without tensor parallelism (tp=1): ",
+                           "configs/plans/fairseq-moe-4.1b-8gpu.json: dp=8,tp=1,pp=1,ep=8,mbs=4,zero=3,recompute=full",
+                           "  the winner is "})
+    EXPECT_NE(r.out.find(text), std::string::npos) << text << "\n" << r.out;
+  EXPECT_TRUE(r.err.empty()) << r.err;  // no progress bar off a terminal
+}
+
+TEST(CliSearch, EmittedPlanSimulatesToTheReportedTime) {
+  const std::string plan = ::testing::TempDir() + "moesim_best." + std::to_string(::getpid()) + ".json";
+  const Outcome r = run(kSeed001Search + " --json --top 3 --emit-plan " + plan);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["ranked"].size(), 3u);
+  EXPECT_EQ(j["baselines"][0]["in_space"], true);
+  EXPECT_GT(j["baselines"][0]["winner_speedup"].get<double>(), 1.0);
+  const Outcome sim = run("simulate --model configs/models/fairseq-moe-4.1b.json --cluster configs/clusters/dgx-a100.json "
+                          "--tier event --json --plan " + plan);
+  ASSERT_EQ(sim.code, 0) << sim.err;
+  const auto s = nlohmann::json::parse(sim.out);
+  EXPECT_EQ(s["plan"], j["winner"]["plan"]);
+  EXPECT_EQ(s["iteration_s"], j["winner"]["result"]["iteration_s"]);
+  EXPECT_EQ(s["iteration_s"], j["ranked"][0]["iteration_s"]);
+  std::remove(plan.c_str());
+}
+
+TEST(CliSearch, MpiRanksFindTheSameResultAsOneProcess) {
+  ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  const std::string args = " search --model configs/models/openlm-41m-e8.json --cluster configs/clusters/dgx-a100.json "
+                           "--gbs 64 --routing zipf:1.2 --json --top 50";
+  const Outcome one = run(args);
+  ASSERT_EQ(one.code, 0) << one.err;
+  for (int ranks : {2, 3}) {
+    const Outcome many = run_command(std::string(MOESIM_MPIEXEC) + " -n " + std::to_string(ranks) + " --oversubscribe " +
+                                     MOESIM_BIN + args);
+    ASSERT_EQ(many.code, 0) << many.err;
+    EXPECT_EQ(many.out, one.out) << ranks << " ranks";
+  }
+}
+
+TEST(CliSearch, BadInputExitsTwoWithOneLineAndWritesNothing) {
+  const std::string plan = ::testing::TempDir() + "moesim_never." + std::to_string(::getpid()) + ".json";
+  const BadRun cases[] = {
+      {"--fix tpp=2", "moesim: --fix: field 'tpp': expected a plan field (dp, tp, pp"},
+      {"--fix zero=9", "moesim: --fix: field 'zero': expected"},
+      {"--gpus 16", "moesim: --gpus: expected at most the cluster's 8 GPUs, got 16"},
+      {"--baseline dp=8,ep=3,gbs=32", "moesim: --plan 'dp=8,ep=3,gbs=32': field 'ep'"},
+  };
+  for (const BadRun& c : cases) {
+    SCOPED_TRACE(c.args);
+    const Outcome r = run(kSeed001Search + " --emit-plan " + plan + " " + c.args);
+    EXPECT_EQ(r.code, 2) << r.err;
+    EXPECT_EQ(r.err.rfind(c.message, 0), 0u) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+  }
+  const Outcome no_batch = run("search --model configs/models/openlm-41m-e8.json --cluster configs/clusters/dgx-a100.json");
+  EXPECT_EQ(no_batch.code, 2);
+  EXPECT_EQ(no_batch.err.rfind("moesim: --gbs: expected a global batch", 0), 0u) << no_batch.err;
+  const Outcome too_big = run("search --model configs/models/fairseq-moe-142b.json --cluster configs/clusters/dgx1-v100.json "
+                              "--gbs 8 --emit-plan " + plan);
+  EXPECT_EQ(too_big.code, 2);
+  EXPECT_EQ(too_big.err.rfind("moesim: configs/models/fairseq-moe-142b.json: expected a plan that fits: none of the ", 0), 0u)
+      << too_big.err;
+  std::ifstream never(plan);
+  EXPECT_FALSE(never.good());
+}
+
+}  // namespace
