@@ -174,13 +174,9 @@ SearchResult search_plans(const ModelSpec& model, const ClusterSpec& cluster, co
     std::stable_sort(family.begin(), family.end(), [](const Score* a, const Score* b) { return a->seconds < b->seconds; });
     return family;
   };
-  const auto main_k = static_cast<std::size_t>(std::max(options.rerank, 1));
-  std::vector<std::uint64_t> main_set = first_k(order, main_k, [](std::uint64_t) { return true; });
-  std::sort(main_set.begin(), main_set.end());
-  const std::vector<const Score*> main_order = best_of([&](std::uint64_t i) {
-    return std::binary_search(main_set.begin(), main_set.end(), i);
-  });
-  for (const Score* s : main_order) result.ranked.push_back(candidate(s->index));
+  // Every candidate the event tier scored, whichever family brought it in.
+  const std::vector<const Score*> all_order = best_of([](std::uint64_t) { return true; });
+  for (const Score* s : all_order) result.ranked.push_back(candidate(s->index));
   if (!result.ranked.empty()) {
     const double best = result.ranked.front().time();
     while (result.ties + 1 < result.ranked.size() && result.ranked[result.ties + 1].time() <= best * (1 + options.tie))

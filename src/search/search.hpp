@@ -54,7 +54,7 @@ struct SearchResult {
   std::size_t fitting = 0;            // passed the screening tier's memory check
   std::size_t reranked = 0;           // re-scored on the event tier
   std::size_t rejected_by_event = 0;  // re-ranked, but over memory on the simulated timeline
-  std::vector<Candidate> ranked;      // the re-ranked main candidates, fastest first (ties by index)
+  std::vector<Candidate> ranked;      // every re-ranked candidate that fits, fastest first (ties by index)
   std::size_t ties = 0;               // ranked[1 .. ties] are within `tie` of ranked[0]
   std::optional<Candidate> best_without_pipeline;  // pp = 1
   std::optional<Candidate> best_without_tensor;    // tp = 1
