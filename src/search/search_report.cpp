@@ -65,7 +65,8 @@ nlohmann::ordered_json search_result_json(const SearchResult& r, const SearchOpt
                       {"iteration_s", c.time()},
                       {"wps", c.event->wps},
                       {"mfu", c.event->mfu},
-                      {"peak_memory_bytes", c.event->memory.bytes.total()}});
+                      {"peak_memory_bytes", c.event->memory.bytes.total()},
+                      {"breakdown", sim_result_json(*c.event)["breakdown"]}});
   }
   j["ranked"] = ranked;
   j["winner"] = r.ranked.empty() ? nlohmann::ordered_json(nullptr) : candidate_json(r.ranked[0]);

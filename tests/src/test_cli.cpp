@@ -238,3 +238,185 @@ TEST(CliSearch, BadInputExitsTwoWithOneLineAndWritesNothing) {
 }
 
 }  // namespace
+
+namespace {
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The JSON a page embeds for tools (and this test) under id="moesim-data".
+nlohmann::json embedded_data(const std::string& html) {
+  const std::string open = "<script type=\"application/json\" id=\"moesim-data\">";
+  const std::size_t at = html.find(open);
+  if (at == std::string::npos) return nullptr;
+  const std::size_t from = at + open.size(), to = html.find("</script>", from);
+  std::string text = html.substr(from, to - from);
+  for (std::size_t p = text.find("<\\/"); p != std::string::npos; p = text.find("<\\/", p)) text.replace(p, 3, "</");
+  return nlohmann::json::parse(text);
+}
+
+std::vector<std::string> split_csv_line(const std::string& line) {
+  std::vector<std::string> out(1);
+  bool quoted = false;
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (quoted && c == '"' && i + 1 < line.size() && line[i + 1] == '"') out.back() += '"', ++i;
+    else if (c == '"') quoted = !quoted;
+    else if (c == ',' && !quoted) out.emplace_back();
+    else out.back() += c;
+  }
+  return out;
+}
+
+// Seed 001's model and plan on the three DGX generations (event tier), and a search on
+// the DGX A100: the inputs of a GPU-vs-GPU and a plan-vs-plan view.
+std::vector<std::string> write_report_inputs(const std::string& dir) {
+  std::vector<std::string> files;
+  for (const char* cluster : {"dgx1-v100", "dgx-a100", "dgx-h100"}) {
+    const std::string f = dir + "sim-" + cluster + ".json";
+    const Outcome r = run("simulate --model configs/models/fairseq-moe-4.1b.json --cluster configs/clusters/" +
+                          std::string(cluster) + ".json --plan configs/plans/fairseq-moe-4.1b-8gpu.json --tier event --json > " + f);
+    EXPECT_EQ(r.code, 0) << r.err;
+    files.push_back(f);
+  }
+  const std::string s = dir + "search.json";
+  const Outcome r = run(kSeed001Search + " --json --top 5 > " + s);
+  EXPECT_EQ(r.code, 0) << r.err;
+  files.push_back(s);
+  return files;
+}
+
+TEST(CliReport, MarkdownAndCsvCarryTheNumbersOfThePage) {
+  const std::string dir = ::testing::TempDir() + "moesim_report_" + std::to_string(::getpid()) + "_";
+  std::string args = "report --out " + dir + "r.html";
+  for (const std::string& f : write_report_inputs(dir)) args += " " + f;
+  const Outcome r = run(args);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json data = embedded_data(slurp(dir + "r.html"));
+  ASSERT_TRUE(data.is_object());
+  ASSERT_EQ(data["views"].size(), 2u);
+  EXPECT_EQ(data["views"][0]["kind"], "plans");
+  EXPECT_EQ(data["views"][0]["rows"].size(), 6u);  // 5 ranked plans and the seed's baseline
+  EXPECT_EQ(data["views"][1]["kind"], "gpus");
+  EXPECT_EQ(data["views"][1]["rows"].size(), 3u);
+
+  // CSV: every row, in order, with the page's numbers to the bit.
+  std::istringstream csv(slurp(dir + "r.csv"));
+  std::string line;
+  std::getline(csv, line);
+  const std::vector<std::string> header = split_csv_line(line);
+  std::size_t rows = 0;
+  for (const auto& view : data["views"]) {
+    for (const auto& row : view["rows"]) {
+      ASSERT_TRUE(std::getline(csv, line));
+      const std::vector<std::string> cells = split_csv_line(line);
+      ASSERT_EQ(cells.size(), header.size());
+      EXPECT_EQ(cells[1], row["label"]);
+      for (const char* k : {"iteration_s", "wps", "mfu", "peak_memory_bytes", "gpu_memory_bytes"}) {
+        const auto col = std::find(header.begin(), header.end(), k) - header.begin();
+        EXPECT_EQ(std::stod(cells[static_cast<std::size_t>(col)]), row[k].get<double>()) << k;
+      }
+      for (const auto& [name, seconds] : row["breakdown_s"].items()) {
+        const auto col = std::find(header.begin(), header.end(), name + " (s)") - header.begin();
+        ASSERT_LT(static_cast<std::size_t>(col), header.size()) << name;
+        EXPECT_EQ(std::stod(cells[static_cast<std::size_t>(col)]), seconds.get<double>()) << name;
+      }
+      ++rows;
+    }
+  }
+  EXPECT_FALSE(std::getline(csv, line)) << "extra CSV line: " << line;
+  EXPECT_EQ(rows, 9u);
+
+  // Markdown: each row's line carries its numbers at the printed precision.
+  const std::string md = slurp(dir + "r.md");
+  for (const auto& view : data["views"]) {
+    for (const auto& row : view["rows"]) {
+      const std::size_t at = md.find("| " + row["key"].get<std::string>() + " | " + row["label"].get<std::string>() + " |");
+      ASSERT_NE(at, std::string::npos) << row["label"];
+      std::vector<std::string> cells;
+      std::string cell;
+      for (std::size_t i = at + 1; i < md.size() && md[i] != '\n'; ++i) {
+        if (md[i] == '|') cells.push_back(cell), cell.clear();
+        else cell += md[i];
+      }
+      ASSERT_EQ(cells.size(), 9u);
+      EXPECT_NEAR(std::stod(cells[4]), row["iteration_s"].get<double>(), 5e-4 * row["iteration_s"].get<double>());
+      EXPECT_NEAR(std::stod(cells[5]), row["wps"].get<double>(), 0.5);
+      EXPECT_NEAR(std::stod(cells[6]), 100 * row["mfu"].get<double>(), 0.005);
+      EXPECT_NEAR(std::stod(cells[7]), row["peak_memory_bytes"].get<double>() / (1 << 30), 0.005);
+      EXPECT_NEAR(std::stod(cells[8]), row["gpu_memory_bytes"].get<double>() / (1 << 30), 0.005);
+    }
+  }
+}
+
+TEST(CliReport, BadInputExitsTwoAndWritesNothing) {
+  const std::string dir = ::testing::TempDir() + "moesim_badreport_" + std::to_string(::getpid()) + "_";
+  {
+    std::ofstream(dir + "broken.json") << "{\"mode\": ";
+    std::ofstream(dir + "other.json") << "{\"layers\": 4}";
+    std::ofstream(dir + "nan.json") << "{\"mode\": \"event\", \"iteration_s\": \"fast\", \"plan\": {}}";
+  }
+  const BadRun cases[] = {
+      {"configs/models/none.json", "moesim: configs/models/none.json: cannot open the file"},
+      {"broken.json", "broken.json"},
+      {"other.json", "other.json: expected the output of `moesim search --json` or `moesim simulate --json`"},
+      {"nan.json", "nan.json: field 'iteration_s': expected a number"},
+  };
+  for (const BadRun& c : cases) {
+    SCOPED_TRACE(c.args);
+    const std::string input = std::string(c.args).rfind("configs/", 0) == 0 ? c.args : dir + c.args;
+    const Outcome r = run("report --out " + dir + "r.html " + input);
+    EXPECT_EQ(r.code, 2) << r.err;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+  const Outcome wrong = run("report --out " + dir + "r.pdf " + dir + "other.json");
+  EXPECT_EQ(wrong.code, 2);
+  EXPECT_EQ(wrong.err.rfind("moesim: --out: expected a path ending in .html", 0), 0u) << wrong.err;
+  for (const char* ext : {".html", ".md", ".csv"}) EXPECT_FALSE(std::ifstream(dir + "r" + ext).good()) << ext;
+}
+
+// Acceptance: each committed example (and a page made now) opens in headless Chromium
+// with no console errors and every chart drawn; the screenshots are kept beside the test.
+TEST(CliReport, PagesRenderEveryChartInHeadlessChromium) {
+  if (std::system("command -v chromium > /dev/null 2>&1") != 0) GTEST_SKIP() << "chromium is not installed (scripts/setup installs it)";
+  const std::string dir = ::testing::TempDir() + "moesim_chromium_" + std::to_string(::getpid()) + "_";
+  std::string args = "report --out " + dir + "fresh.html";
+  for (const std::string& f : write_report_inputs(dir)) args += " " + f;
+  ASSERT_EQ(run(args).code, 0);
+  const std::pair<std::string, std::string> pages[] = {{dir + "fresh.html", "fresh"},
+                                                       {"reports/seed001-gpus.html", "seed001-gpus"},
+                                                       {"reports/seed001-a100-search.html", "seed001-a100-search"}};
+  for (const auto& [page, name] : pages) {
+    SCOPED_TRACE(page);
+    const std::string html = slurp(page);
+    ASSERT_FALSE(html.empty());
+    std::size_t charts = 0;
+    for (std::size_t at = html.find("class=\"chart\""); at != std::string::npos; at = html.find("class=\"chart\"", at + 1)) ++charts;
+    ASSERT_GT(charts, 0u);
+    const std::string chrome = "chromium --headless --no-sandbox --disable-gpu --virtual-time-budget=20000 ";
+    const Outcome dom = run_command(chrome + "--dump-dom " + page);
+    ASSERT_EQ(dom.code, 0) << dom.err;
+    EXPECT_NE(dom.out.find("data-charts-done=\"" + std::to_string(charts) + "\""), std::string::npos) << "not every chart finished";
+    EXPECT_EQ(dom.out.find("class=\"console-error\""), std::string::npos) << dom.out.substr(dom.out.find("console-error"), 300);
+    for (std::size_t i = 0; i < charts; ++i) {
+      const std::size_t at = dom.out.find("id=\"chart-" + std::to_string(i) + "\"");
+      ASSERT_NE(at, std::string::npos) << i;
+      const std::size_t next = dom.out.find("class=\"chart\"", at + 1);
+      const std::string body = dom.out.substr(at, next == std::string::npos ? std::string::npos : next - at);
+      EXPECT_TRUE(body.find("<svg") != std::string::npos || body.find("<canvas") != std::string::npos) << "chart " << i;
+      EXPECT_NE(body.find("<path"), std::string::npos) << "chart " << i << " drew nothing";
+    }
+    const std::string png = std::string(MOESIM_SCREENSHOT_DIR) + "/" + name + ".png";
+    const Outcome shot = run_command(chrome + "--window-size=1280,3600 --screenshot=" + png + " " + page);
+    EXPECT_EQ(shot.code, 0) << shot.err;
+    EXPECT_TRUE(std::ifstream(png).good()) << png;
+    std::printf("screenshot: %s\n", png.c_str());
+  }
+}
+
+}  // namespace

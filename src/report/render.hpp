@@ -1,0 +1,32 @@
+// A report as three documents carrying the same numbers: one self-contained HTML page
+// (Vega-Lite charts rendered by vega, vega-lite and vega-embed inlined from npm, so it
+// opens offline), Markdown tables, and one CSV for spreadsheets.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "src/report/report_data.hpp"
+
+namespace moesim {
+
+struct RenderedReport {
+  std::string html, markdown, csv;
+};
+
+// Where the chart libraries are: $MOESIM_CHART_LIBS, else the node_modules folder that
+// scripts/setup fills beside the sources. Throws std::runtime_error (not bad input: the
+// installation is incomplete) naming the missing file and `scripts/setup`.
+std::string chart_library_dir();
+
+// The Vega-Lite specs of one view: tokens/s, the time breakdown stacked by component,
+// and peak memory per GPU against the GPU's capacity.
+std::vector<nlohmann::ordered_json> view_specs(const ReportView& view);
+
+// The rows as data: what the HTML embeds (id "moesim-data") and the CSV and Markdown print.
+nlohmann::ordered_json report_data_json(const Report& report);
+
+RenderedReport render_report(const Report& report, const std::string& chart_libs);
+
+}  // namespace moesim
