@@ -36,6 +36,8 @@ const Published kPublished[] = {
     {"deepseek-v2-lite.config.json", 15.7, 1, 2.4, 1, Active::without_input_embedding, "DeepSeek-V2 paper (15.7B, 2.4B activated)"},
     {"qwen1.5-moe-a2.7b.config.json", 14.3, 1, 2.7, 1, Active::all, "Qwen1.5-MoE blog (14.3B total, 2.7B activated)"},
     {"qwen3-30b-a3b.config.json", 30.5, 1, 3.3, 1, Active::all, "Qwen3-30B-A3B model card (30.5B total, 3.3B activated)"},
+    {"qwen3-235b-a22b.config.json", 235, 0, 22, 0, Active::all, "Qwen3-235B-A22B model card (235B total, 22B activated)"},
+    {"mixtral-8x22b-v0.1.config.json", 141, 0, 39, 0, Active::all, "Mistral AI, Mixtral 8x22B announcement (141B total, 39B active)"},
     {"deepseek-v3.config.json", 671, 0, 37, 0, Active::without_input_embedding, "DeepSeek-V3 report (671B total without MTP, 37B activated)"},
 };
 
