@@ -22,7 +22,8 @@ Command add_report(CLI::App& app) {
   auto a = std::make_shared<ReportArgs>();
   CLI::App* cmd = app.add_subcommand("report", "Write an HTML page (and Markdown, CSV) comparing plans and GPUs");
   cmd->add_option("--out", a->out, "the page to write: reports/NAME.html (NAME.md and NAME.csv go beside it)")->required();
-  cmd->add_option("inputs", a->inputs, "outputs of `moesim search --json` and `moesim simulate --json`")->required();
+  cmd->add_option("inputs", a->inputs, "outputs of `moesim search --json` and `moesim simulate --json`, and profiles")
+      ->required();
   return {cmd, [a]() {
             const std::string suffix = ".html";
             if (a->out.size() <= suffix.size() || a->out.compare(a->out.size() - suffix.size(), suffix.size(), suffix) != 0)
@@ -33,11 +34,13 @@ Command add_report(CLI::App& app) {
             const RenderedReport r = render_report(report, chart_library_dir());
             write_file_atomically(stem + ".md", r.markdown);
             write_file_atomically(stem + ".csv", r.csv);
+            if (!r.profile_csv.empty()) write_file_atomically(stem + ".profiles.csv", r.profile_csv);
             write_file_atomically(a->out, r.html);
             std::size_t rows = 0;
             for (const ReportView& v : report.views) rows += v.rows.size();
-            std::cout << "report: " << report.views.size() << " view(s), " << rows << " row(s) written to " << a->out
-                      << " (and " << stem << ".md, " << stem << ".csv)\n";
+            std::cout << "report: " << report.views.size() + report.profiles.size() << " view(s), " << rows
+                      << " plan row(s) written to " << a->out << " (and " << stem << ".md, " << stem << ".csv"
+                      << (r.profile_csv.empty() ? "" : ", " + stem + ".profiles.csv") << ")\n";
             return 0;
           }};
 }

@@ -168,6 +168,43 @@ std::vector<ojson> view_specs(const ReportView& view) {
   return specs;
 }
 
+std::vector<ojson> profile_specs(const ProfileView& view) {
+  struct Chart {
+    const char* id;
+    const char* title;
+    const char* x_title;
+    const char* y_title;
+  };
+  const Chart charts[] = {
+      {"gemm", "GEMMs: achieved TFLOP/s (points measured, lines the fit)", "FLOPs per call", "TFLOP/s"},
+      {"memory", "Memory-bound kernels: achieved GB/s (points measured, lines the fit)", "bytes moved per call", "GB/s"},
+      {"collective", "Collectives: bus bandwidth (points measured, lines the alpha-beta fit)", "message bytes",
+       "busbw GB/s"}};
+  std::vector<ojson> specs;
+  for (const Chart& c : charts) {
+    ojson values = ojson::array();
+    for (const ProfilePoint& p : view.points)
+      if (p.chart == c.id)
+        values.push_back({{"series", p.series}, {"x", p.x}, {"measured", p.measured}, {"fitted", p.fitted}});
+    if (values.empty()) continue;
+    const ojson tooltip = ojson::array({{{"field", "series"}}, {{"field", "x"}, {"format", ".4s"}},
+                                        {{"field", "measured"}, {"format", ".4g"}}, {{"field", "fitted"}, {"format", ".4g"}}});
+    specs.push_back(
+        {{"$schema", kVegaLiteSchema},
+         {"title", c.title},
+         {"width", 520},
+         {"data", {{"values", values}}},
+         {"encoding",
+          {{"x", {{"field", "x"}, {"type", "quantitative"}, {"scale", {{"type", "log"}}}, {"title", c.x_title}}},
+           {"color", {{"field", "series"}, {"type", "nominal"}, {"legend", {{"labelLimit", 300}}}}},
+           {"tooltip", tooltip}}},
+         {"layer", ojson::array({{{"mark", {{"type", "point"}, {"filled", true}}},
+                                  {"encoding", {{"y", {{"field", "measured"}, {"type", "quantitative"}, {"title", c.y_title}}}}}},
+                                 {{"mark", "line"}, {"encoding", {{"y", {{"field", "fitted"}, {"type", "quantitative"}}}}}}})}});
+  }
+  return specs;
+}
+
 ojson report_data_json(const Report& report) {
   ojson views = ojson::array();
   for (const ReportView& v : report.views) {
@@ -182,7 +219,14 @@ ojson report_data_json(const Report& report) {
     }
     views.push_back({{"kind", v.kind}, {"title", v.title}, {"rows", rows}});
   }
-  return {{"title", report.title}, {"inputs", report.inputs}, {"views", views}};
+  ojson profiles = ojson::array();
+  for (const ProfileView& p : report.profiles) {
+    ojson points = ojson::array();
+    for (const ProfilePoint& q : p.points)
+      points.push_back({{"chart", q.chart}, {"series", q.series}, {"x", q.x}, {"measured", q.measured}, {"fitted", q.fitted}});
+    profiles.push_back({{"title", p.title}, {"source", p.source}, {"points", points}});
+  }
+  return {{"title", report.title}, {"inputs", report.inputs}, {"views", views}, {"profiles", profiles}};
 }
 
 RenderedReport render_report(const Report& report, const std::string& chart_libs) {
@@ -215,7 +259,23 @@ RenderedReport render_report(const Report& report, const std::string& chart_libs
       md << "\n";
     }
   }
+  for (const ProfileView& p : report.profiles) {
+    md << "\n## " << p.title << "\n\nFrom `" << p.source << "`.\n\n| chart | series | x | measured | fitted |\n"
+       << "| --- | --- | ---: | ---: | ---: |\n";
+    for (const ProfilePoint& q : p.points)
+      md << "| " << q.chart << " | " << md_cell(q.series) << " | " << fmt("%.4g", q.x) << " | " << fmt("%.4g", q.measured)
+         << " | " << fmt("%.4g", q.fitted) << " |\n";
+  }
   out.markdown = md.str();
+  if (!report.profiles.empty()) {
+    std::ostringstream pc;
+    pc << "profile,chart,series,x,measured,fitted\n";
+    for (const ProfileView& p : report.profiles)
+      for (const ProfilePoint& q : p.points)
+        pc << csv_field(p.title) << "," << q.chart << "," << csv_field(q.series) << "," << fmt("%.17g", q.x) << ","
+           << fmt("%.17g", q.measured) << "," << fmt("%.17g", q.fitted) << "\n";
+    out.profile_csv = pc.str();
+  }
 
   // CSV: one line per row of every view, full precision, components as columns.
   std::vector<std::string> all_components;
@@ -288,6 +348,19 @@ RenderedReport render_report(const Report& report, const std::string& chart_libs
       for (const ReportRow& r : v.rows) h << "<td class=\"n\">" << breakdown_cell(r, name) << "</td>";
       h << "</tr>\n";
     }
+    h << "</table>\n";
+  }
+  for (const ProfileView& p : report.profiles) {
+    h << "<h2>" << html_escape(p.title) << "</h2>\n<p>From <code>" << html_escape(p.source) << "</code>.</p>\n";
+    for (const ojson& s : profile_specs(p)) {
+      h << "<div class=\"chart\" id=\"chart-" << specs.size() << "\"></div>\n";
+      specs.push_back(s);
+    }
+    h << "<table>\n<tr><th>chart</th><th>series</th><th>x</th><th>measured</th><th>fitted</th></tr>\n";
+    for (const ProfilePoint& q : p.points)
+      h << "<tr><td>" << q.chart << "</td><td>" << html_escape(q.series) << "</td><td class=\"n\">" << fmt("%.4g", q.x)
+        << "</td><td class=\"n\">" << fmt("%.4g", q.measured) << "</td><td class=\"n\">" << fmt("%.4g", q.fitted)
+        << "</td></tr>\n";
     h << "</table>\n";
   }
   h << "<script type=\"application/json\" id=\"moesim-data\">" << script_safe(report_data_json(report).dump())

@@ -13,6 +13,7 @@ namespace moesim {
 
 struct RenderedReport {
   std::string html, markdown, csv;
+  std::string profile_csv;  // the profile views' points; empty when there are none
 };
 
 // Where the chart libraries are: $MOESIM_CHART_LIBS, else the node_modules folder that
@@ -23,6 +24,10 @@ std::string chart_library_dir();
 // The Vega-Lite specs of one view: tokens/s, the time breakdown stacked by component,
 // and peak memory per GPU against the GPU's capacity.
 std::vector<nlohmann::ordered_json> view_specs(const ReportView& view);
+
+// A profile view's charts: GEMM TFLOP/s, memory-bound GB/s and collective bus bandwidth,
+// each against work or size on a log axis, measured points over the fit's line.
+std::vector<nlohmann::ordered_json> profile_specs(const ProfileView& view);
 
 // The rows as data: what the HTML embeds (id "moesim-data") and the CSV and Markdown print.
 nlohmann::ordered_json report_data_json(const Report& report);

@@ -7,6 +7,8 @@
 #include "src/core/error.hpp"
 #include "src/core/json_reader.hpp"
 #include "src/plan/plan.hpp"
+#include "src/profile/profile.hpp"
+#include "src/profiler/collective_bench.hpp"
 #include "src/search/search_report.hpp"
 
 namespace moesim {
@@ -105,6 +107,46 @@ void add_search(Report& report, const json& doc, const std::string& file) {
   report.views.push_back(std::move(view));
 }
 
+// The profile's tables against its own fits: measured kernels, else the published GEMM
+// table, and measured collectives with nccl-tests' bus bandwidth.
+ProfileView profile_view(const Profile& p, const std::string& file) {
+  ProfileView view;
+  view.source = file;
+  view.title = "Profile " + p.name + " (" + p.provenance.kind + ")";
+  for (const auto& [name, op] : p.compute.ops) {
+    const bool flops = op.bound == OpBound::flops;
+    const double ceiling = flops ? p.peak(op.dtype) : p.compute.memory_bandwidth.value;
+    for (const OpSample& s : op.samples) {
+      const double work = flops ? s.flops : s.bytes, unit = flops ? 1e12 : 1e9;
+      if (!(work > 0 && s.seconds > 0)) continue;  // an empty expert's call: no rate, and no place on a log axis
+      const double fit = work / (op.efficiency.value * ceiling) + op.overhead.value;
+      view.points.push_back({flops ? "gemm" : "memory", name, work, work / s.seconds / unit, work / fit / unit});
+    }
+  }
+  if (p.compute.ops.empty()) {
+    const double peak = p.peak(p.compute.gemm_dtype);
+    for (const GemmSample& g : p.compute.gemm_table) {
+      const double f = 2.0 * static_cast<double>(g.m) * static_cast<double>(g.n) * static_cast<double>(g.k);
+      const double fit = f / (p.compute.gemm_efficiency.value * peak) + p.compute.kernel_overhead.value;
+      view.points.push_back({"gemm", std::string("gemm table (") + to_string(p.compute.gemm_dtype) + ")", f,
+                             f / g.seconds / 1e12, f / fit / 1e12});
+    }
+  }
+  for (const CollectiveProfile& c : p.comm.collectives) {
+    const std::string series = c.op + ", " + std::to_string(c.ranks) + " ranks (" + c.transport + ")";
+    double factor = 0;
+    for (BenchCollective op : {BenchCollective::all_reduce, BenchCollective::all_gather, BenchCollective::reduce_scatter,
+                               BenchCollective::all_to_all, BenchCollective::all_to_all_v})
+      if (c.op == to_string(op)) factor = bus_factor(op, c.ranks);
+    for (const CollectivePoint& s : c.samples) {
+      if (!(s.bytes > 0 && s.seconds > 0)) continue;
+      const double fit = c.alpha.value + s.bytes / c.bandwidth.value;
+      view.points.push_back({"collective", series, s.bytes, s.bytes / s.seconds * factor / 1e9, s.bytes / fit * factor / 1e9});
+    }
+  }
+  return view;
+}
+
 }  // namespace
 
 Report build_report(const std::vector<std::string>& files) {
@@ -122,8 +164,10 @@ Report build_report(const std::vector<std::string>& files) {
       row.profile = text(doc, "profile", file);
       row.plan = short_plan_of(doc["plan"], file, "");
       simulated.push_back(std::move(row));
+    } else if (doc.is_object() && doc.contains("provenance") && doc.contains("compute")) {
+      report.profiles.push_back(profile_view(profile_from_json(doc, file), file));
     } else {
-      throw InputError(file, "", "expected the output of `moesim search --json` or `moesim simulate --json`");
+      throw InputError(file, "", "expected the output of `moesim search --json` or `moesim simulate --json`, or a profile");
     }
   }
   // Simulate results by model: one plan on several clusters compares GPUs; otherwise plans.
@@ -152,7 +196,8 @@ Report build_report(const std::vector<std::string>& files) {
       if (seen[r.label] > 1) r.label += " [" + r.source + "]";
   }
   report.title = "moesim report";
-  if (report.views.size() == 1) report.title += ": " + report.views[0].title;
+  if (report.views.size() + report.profiles.size() == 1)
+    report.title += ": " + (report.views.empty() ? report.profiles[0].title : report.views[0].title);
   return report;
 }
 

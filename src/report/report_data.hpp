@@ -1,7 +1,7 @@
 // What a report shows, read from the documents other commands print: `search --json`
-// (a plan-vs-plan view of its ranked plans and baselines) and `simulate --json` (grouped
+// (a plan-vs-plan view of its ranked plans and baselines), `simulate --json` (grouped
 // by model: the same plan on several clusters is a GPU-vs-GPU view, different plans a
-// plan-vs-plan view).
+// plan-vs-plan view) and profiles (measured points against their fits).
 #pragma once
 
 #include <string>
@@ -29,10 +29,27 @@ struct ReportView {
   std::vector<ReportRow> rows;
 };
 
+// One point of a profile's view: what was measured at x, and what its fit says there.
+struct ProfilePoint {
+  std::string chart;   // "gemm" (TFLOP/s against FLOPs), "memory" (GB/s against bytes),
+                       // "collective" (bus bandwidth GB/s against message bytes)
+  std::string series;  // "gemm_bf16", "all_to_all, 2 ranks (mpi)", ...
+  double x = 0;        // FLOPs or bytes
+  double measured = 0; // achieved rate, in the chart's unit
+  double fitted = 0;   // the profile's fit at x, same unit
+};
+
+// A profile: its measured (or published) kernel and collective tables against its fits.
+struct ProfileView {
+  std::string title, source;
+  std::vector<ProfilePoint> points;
+};
+
 struct Report {
   std::string title;
   std::vector<std::string> inputs;
   std::vector<ReportView> views;
+  std::vector<ProfileView> profiles;
 };
 
 // Reads every input; a file that is missing, not JSON, or not one of the documents above

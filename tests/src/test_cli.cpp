@@ -10,6 +10,7 @@
 #include <vector>
 #include <cstdio>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 
@@ -292,7 +293,7 @@ std::vector<std::string> write_report_inputs(const std::string& dir) {
 
 TEST(CliReport, MarkdownAndCsvCarryTheNumbersOfThePage) {
   const std::string dir = ::testing::TempDir() + "moesim_report_" + std::to_string(::getpid()) + "_";
-  std::string args = "report --out " + dir + "r.html";
+  std::string args = "report --out " + dir + "r.html profiles/cpu.json";
   for (const std::string& f : write_report_inputs(dir)) args += " " + f;
   const Outcome r = run(args);
   ASSERT_EQ(r.code, 0) << r.err;
@@ -303,6 +304,28 @@ TEST(CliReport, MarkdownAndCsvCarryTheNumbersOfThePage) {
   EXPECT_EQ(data["views"][0]["rows"].size(), 6u);  // 5 ranked plans and the seed's baseline
   EXPECT_EQ(data["views"][1]["kind"], "gpus");
   EXPECT_EQ(data["views"][1]["rows"].size(), 3u);
+  ASSERT_EQ(data["profiles"].size(), 1u);
+
+  // The profile's points: its CSV carries them to the bit, measured and fitted.
+  std::istringstream points(slurp(dir + "r.profiles.csv"));
+  std::string point;
+  std::getline(points, point);
+  EXPECT_EQ(point, "profile,chart,series,x,measured,fitted");
+  std::set<std::string> charts;
+  for (const auto& q : data["profiles"][0]["points"]) {
+    ASSERT_TRUE(std::getline(points, point));
+    const std::vector<std::string> cells = split_csv_line(point);
+    ASSERT_EQ(cells.size(), 6u);
+    EXPECT_EQ(cells[1], q["chart"]);
+    EXPECT_EQ(cells[2], q["series"]);
+    EXPECT_EQ(std::stod(cells[3]), q["x"].get<double>());
+    EXPECT_EQ(std::stod(cells[4]), q["measured"].get<double>());
+    EXPECT_EQ(std::stod(cells[5]), q["fitted"].get<double>());
+    EXPECT_GT(q["x"].get<double>(), 0);
+    charts.insert(cells[1]);
+  }
+  EXPECT_FALSE(std::getline(points, point));
+  EXPECT_EQ(charts, (std::set<std::string>{"collective", "gemm", "memory"}));
 
   // CSV: every row, in order, with the page's numbers to the bit.
   std::istringstream csv(slurp(dir + "r.csv"));
@@ -385,7 +408,7 @@ TEST(CliReport, BadInputExitsTwoAndWritesNothing) {
 TEST(CliReport, PagesRenderEveryChartInHeadlessChromium) {
   if (std::system("command -v chromium > /dev/null 2>&1") != 0) GTEST_SKIP() << "chromium is not installed (scripts/setup installs it)";
   const std::string dir = ::testing::TempDir() + "moesim_chromium_" + std::to_string(::getpid()) + "_";
-  std::string args = "report --out " + dir + "fresh.html";
+  std::string args = "report --out " + dir + "fresh.html profiles/cpu.json profiles/a100-sxm4-40gb.json";
   for (const std::string& f : write_report_inputs(dir)) args += " " + f;
   ASSERT_EQ(run(args).code, 0);
   const std::pair<std::string, std::string> pages[] = {{dir + "fresh.html", "fresh"},
