@@ -1,5 +1,6 @@
 // `moesim simulate --model M --cluster C --plan P [--profile F] [--routing R] [--tier T]
-// [--trace out.json] [--json]`.
+// [--trace out.json] [--step N] [--json]`.
+#include <cstdio>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -7,6 +8,7 @@
 #include "src/cli/commands.hpp"
 #include "src/model/model_json.hpp"
 #include "src/profile/profile.hpp"
+#include "src/routing/dense_to_sparse.hpp"
 #include "src/simulate/analytic.hpp"
 #include "src/simulate/event.hpp"
 #include "src/simulate/report.hpp"
@@ -16,6 +18,7 @@ namespace moesim::cli {
 namespace {
 struct SimulateArgs {
   std::string model, cluster, plan, profile, routing = "uniform", tier = "analytic", trace;
+  std::int64_t step = -1;
   bool json = false;
 };
 }  // namespace
@@ -33,16 +36,24 @@ Command add_simulate(CLI::App& app) {
                   "analytic (closed forms, the default) or event (the timeline on the discrete-event engine)")
       ->check(CLI::IsMember({"analytic", "event"}));
   cmd->add_option("--trace", args->trace, "write the event tier's timeline as a Chrome trace (implies --tier event)");
+  cmd->add_option("--step", args->step,
+                  "training update to simulate, for models whose gate changes over training (EvoMoE's "
+                  "dense-to-sparse schedule; default: the final gate)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--json", args->json, "print one JSON document on stdout");
   return {cmd, [args]() {
-            const ModelSpec model = load_model(args->model);
+            const ModelSpec configured = load_model(args->model);
             const ClusterSpec cluster = load_cluster(args->cluster);
             const Plan plan = load_plan(args->plan);
-            check_plan(plan, model, args->plan);
+            check_plan(plan, configured, args->plan);
             check_plan(plan, cluster, args->plan);
             const Profile profile =
                 load_profile(args->profile.empty() ? default_profile_path(cluster) : args->profile);
             const RoutingSpec routing = parse_routing(args->routing);
+            std::optional<GateAtStep> gate;
+            if (args->step >= 0 && configured.is_moe() && configured.moe.dense_to_sparse)
+              gate = gate_at_step(configured, routing, args->step);
+            const ModelSpec model = gate ? model_at_step(configured, routing, args->step) : configured;
             std::optional<ExpertLoad> load;
             if (model.is_moe())
               load = route_tokens(model, routing, static_cast<std::int64_t>(plan.mbs) * model.seq_len);
@@ -57,10 +68,24 @@ Command add_simulate(CLI::App& app) {
               j["cluster"] = cluster.name;
               j["profile"] = profile.name;
               j["plan"] = plan_to_json(plan);
+              if (gate)
+                j["gate_at_step"] = {{"step", args->step},
+                                     {"phase", gate->phase},
+                                     {"temperature", gate->temperature},
+                                     {"active_experts", gate->active_experts},
+                                     {"top_k", gate->top_k}};
               std::cout << j.dump(2) << "\n";
             } else {
               std::cout << "model " << model.name << " on " << cluster.name << " (" << plan.world() << " GPUs, profile "
                         << profile.name << "), plan " << plan_to_inline(plan) << "\n";
+              if (gate) {
+                char line[200];
+                std::snprintf(line, sizeof line,
+                              "EvoMoE gate at update %lld: %s, temperature %.3g, %.2f experts per token -> top-%d\n",
+                              static_cast<long long>(args->step), gate->phase.c_str(), gate->temperature,
+                              gate->active_experts, gate->top_k);
+                std::cout << line;
+              }
               print_sim_result(r, std::cout);
             }
             return 0;

@@ -23,10 +23,9 @@ kernels::SecondExpertPolicy policy_of(SecondExpertPolicy p) {
   return kernels::SecondExpertPolicy::All;
 }
 
-// First-choice weights of the experts: uniform, or Zipf over a seeded random order of the
-// experts (so the hot experts are not always the first ones, which would put them all on
-// rank 0).
-std::vector<double> weights_of(const RoutingSpec& r, int experts) {
+}  // namespace
+
+std::vector<double> expert_weights(const RoutingSpec& r, int experts) {
   std::vector<double> w(static_cast<std::size_t>(experts), 1.0);
   if (r.kind != RoutingKind::zipf) return w;
   std::vector<int> order(static_cast<std::size_t>(experts));
@@ -35,6 +34,8 @@ std::vector<double> weights_of(const RoutingSpec& r, int experts) {
   for (int i = 0; i < experts; ++i) w[static_cast<std::size_t>(order[static_cast<std::size_t>(i)])] = std::pow(i + 1.0, -r.zipf_s);
   return w;
 }
+
+namespace {
 
 // Top-k in token order with a per-expert capacity (k > 2, beyond fairseq's gates).
 ExpertLoad route_top_k(const std::vector<float>& logits, std::int64_t tokens, int experts, int k,
@@ -168,7 +169,7 @@ ExpertLoad route_tokens(const ModelSpec& m, const RoutingSpec& routing, std::int
                                                   t.entropy.value_or(0) * static_cast<double>(tokens));
     load.has_entropy = t.entropy.has_value();
   } else {
-    std::vector<double> log_w = weights_of(routing, E);
+    std::vector<double> log_w = expert_weights(routing, E);
     for (double& x : log_w) x = std::log(x);
     std::vector<float> logits(static_cast<std::size_t>(tokens) * static_cast<std::size_t>(E));
     for (std::size_t i = 0; i < logits.size(); ++i)

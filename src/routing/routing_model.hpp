@@ -28,6 +28,11 @@ struct RoutingSpec {
 RoutingSpec parse_routing(const std::string& text);
 std::string to_string(const RoutingSpec& r);
 
+// First-choice weights of the experts under a synthetic routing: uniform (also for
+// traces), or Zipf over a seeded random order of the experts (so the hot experts are not
+// always the first ones, which would put them all on rank 0).
+std::vector<double> expert_weights(const RoutingSpec& routing, int experts);
+
 // One micro-batch of `tokens` tokens of one rank through one MoE layer.
 struct ExpertLoad {
   std::int64_t tokens = 0;

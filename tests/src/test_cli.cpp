@@ -443,3 +443,27 @@ TEST(CliReport, PagesRenderEveryChartInHeadlessChromium) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(CliSimulate, EvoMoeCostFollowsTheDenseToSparseSchedule) {
+  const std::string base = "simulate --model configs/models/evomoe-gptxl-16e.json --cluster configs/clusters/dgx-a100.json "
+                           "--plan configs/plans/evomoe-8gpu.json --json";
+  auto at = [&](const std::string& step) {
+    const Outcome r = run(base + step);
+    EXPECT_EQ(r.code, 0) << r.err;
+    return nlohmann::json::parse(r.out);
+  };
+  const auto dense = at(" --step 0"), mid = at(" --step 24000"), sparse = at(" --step 25000"), plain = at("");
+  EXPECT_EQ(dense["gate_at_step"]["phase"], "dense");
+  EXPECT_EQ(dense["gate_at_step"]["top_k"], 16);
+  EXPECT_EQ(mid["gate_at_step"]["phase"], "annealing");
+  EXPECT_EQ(sparse["gate_at_step"]["phase"], "sparse");
+  EXPECT_FALSE(plain.contains("gate_at_step"));
+  EXPECT_GT(dense["iteration_s"].get<double>(), mid["iteration_s"].get<double>());
+  EXPECT_GT(mid["iteration_s"].get<double>(), sparse["iteration_s"].get<double>());
+  EXPECT_EQ(sparse["iteration_s"], plain["iteration_s"]);  // the final gate is the configured one
+  EXPECT_GT(dense["memory"]["dispatch_buffers"].get<double>(), sparse["memory"]["dispatch_buffers"].get<double>());
+}
+
+}  // namespace

@@ -12,6 +12,7 @@
 #include "src/model/model_json.hpp"
 #include "src/plan/plan.hpp"
 #include "src/profile/profile.hpp"
+#include "src/routing/dense_to_sparse.hpp"
 #include "src/routing/routing_model.hpp"
 #include "src/simulate/analytic.hpp"
 
@@ -145,6 +146,64 @@ TEST(Routing, DroplessExpertComputeFollowsTheMostLoadedRank) {
   std::printf("moe_experts s/iteration: mean load %.4f, uniform %.4f, zipf:1.2 %.4f (max/mean tokens %.3f)\n",
               mean.breakdown.compute.at("moe_experts"), a.breakdown.compute.at("moe_experts"),
               b.breakdown.compute.at("moe_experts"), b.balance.max_tokens_per_rank / b.balance.mean_tokens_per_rank);
+}
+
+}  // namespace
+}  // namespace moesim
+
+namespace moesim {
+namespace {
+
+ModelSpec evomoe() { return load_model("configs/models/evomoe-gptxl-16e.json"); }
+
+TEST(DenseToSparse, PhasesFollowTheSchedule) {
+  const ModelSpec m = evomoe();  // 16 experts, dense 5,000 updates, anneal 2.0 -> 0.3 over 20,000, top-1
+  const RoutingSpec uniform = parse_routing("uniform");
+  const GateAtStep dense = gate_at_step(m, uniform, 0);
+  EXPECT_EQ(dense.phase, "dense");
+  EXPECT_EQ(dense.top_k, 16);
+  EXPECT_EQ(gate_at_step(m, uniform, 4999).phase, "dense");
+  const GateAtStep mid = gate_at_step(m, uniform, 5000 + 10000);
+  EXPECT_EQ(mid.phase, "annealing");
+  EXPECT_DOUBLE_EQ(mid.temperature, (2.0 + 0.3) / 2);  // linear in the update
+  const GateAtStep sparse = gate_at_step(m, uniform, 25000);
+  EXPECT_EQ(sparse.phase, "sparse");
+  EXPECT_EQ(sparse.top_k, 1);
+  EXPECT_EQ(model_at_step(m, uniform, 25000).moe.top_k, m.moe.top_k);
+  EXPECT_EQ(model_at_step(m, uniform, 0).moe.top_k, 16);
+  // A model without the schedule is always its own top-k.
+  const ModelSpec plain = load_model("configs/models/fairseq-moe-4.1b.json");
+  EXPECT_EQ(gate_at_step(plain, uniform, 0).phase, "sparse");
+  EXPECT_EQ(model_at_step(plain, uniform, 0).moe.top_k, 2);
+}
+
+TEST(DenseToSparse, ActiveExpertsFallAsTheTemperatureDoes) {
+  const ModelSpec m = evomoe();
+  const RoutingSpec uniform = parse_routing("uniform");
+  double previous = 17;
+  for (std::int64_t step = 5000; step < 25000; step += 2000) {
+    const GateAtStep g = gate_at_step(m, uniform, step);
+    EXPECT_LE(g.active_experts, previous) << step;
+    EXPECT_GE(g.active_experts, 1.0);
+    EXPECT_LE(g.active_experts, 16.0);
+    previous = g.active_experts;
+  }
+  EXPECT_LT(gate_at_step(m, uniform, 24999).active_experts, gate_at_step(m, uniform, 5000).active_experts);
+  // Closed forms: a threshold of 0 lets every expert through; a temperature so high the
+  // softmax is flat (1/16 each, over 0.001) does too.
+  ModelSpec open = m;
+  open.moe.dense_to_sparse->threshold = 0;
+  EXPECT_EQ(gate_at_step(open, uniform, 6000).active_experts, 16.0);
+  ModelSpec hot = m;
+  hot.moe.dense_to_sparse->temperature_start = 1e12;
+  hot.moe.dense_to_sparse->temperature_end = 1e12;
+  EXPECT_EQ(gate_at_step(hot, uniform, 6000).active_experts, 16.0);
+  // A threshold no weight can pass leaves the final top-k.
+  ModelSpec closed = m;
+  closed.moe.dense_to_sparse->threshold = 1.0;
+  const GateAtStep none = gate_at_step(closed, uniform, 6000);
+  EXPECT_EQ(none.active_experts, 1.0);
+  EXPECT_EQ(none.top_k, 1);
 }
 
 }  // namespace
