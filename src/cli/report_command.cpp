@@ -35,12 +35,14 @@ Command add_report(CLI::App& app) {
             write_file_atomically(stem + ".md", r.markdown);
             write_file_atomically(stem + ".csv", r.csv);
             if (!r.profile_csv.empty()) write_file_atomically(stem + ".profiles.csv", r.profile_csv);
+            if (!r.balance_csv.empty()) write_file_atomically(stem + ".balance.csv", r.balance_csv);
             write_file_atomically(a->out, r.html);
             std::size_t rows = 0;
             for (const ReportView& v : report.views) rows += v.rows.size();
             std::cout << "report: " << report.views.size() + report.profiles.size() << " view(s), " << rows
                       << " plan row(s) written to " << a->out << " (and " << stem << ".md, " << stem << ".csv"
-                      << (r.profile_csv.empty() ? "" : ", " + stem + ".profiles.csv") << ")\n";
+                      << (r.profile_csv.empty() ? "" : ", " + stem + ".profiles.csv")
+                      << (r.balance_csv.empty() ? "" : ", " + stem + ".balance.csv") << ")\n";
             return 0;
           }};
 }

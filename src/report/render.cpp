@@ -1,6 +1,7 @@
 // Rendering a report as HTML (charts + tables), Markdown and CSV; see render.hpp.
 #include "src/report/render.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -108,6 +109,12 @@ const Column kColumns[] = {
 
 std::string breakdown_cell(const ReportRow& r, const std::string& name) { return fmt("%.4g", component(r, name)); }
 
+double max_over_mean(const std::vector<double>& v) {
+  double sum = 0, top = 0;
+  for (double x : v) sum += x, top = std::max(top, x);
+  return sum > 0 ? top * static_cast<double>(v.size()) / sum : 0;
+}
+
 }  // namespace
 
 std::string chart_library_dir() {
@@ -165,6 +172,36 @@ std::vector<ojson> view_specs(const ReportView& view) {
                                                                  {"title", "GiB"}}}}}},
                                            {{"mark", {{"type", "tick"}, {"color", "#d62728"}, {"thickness", 3}}},
                                             {"encoding", {{"x", {{"field", "gpu_gib"}, {"type", "quantitative"}}}}}}})}});
+  ojson cells = ojson::array(), drops = ojson::array();
+  for (const ReportRow& r : view.rows) {
+    if (r.kept.empty()) continue;
+    for (std::size_t e = 0; e < r.kept.size(); ++e)
+      cells.push_back({{"label", r.label}, {"expert", static_cast<int>(e)}, {"kept", r.kept[e]}, {"demand", r.demand[e]}});
+    drops.push_back({{"label", r.label}, {"dropped", r.dropped_fraction}, {"routing", r.routing}});
+  }
+  if (!cells.empty()) {
+    specs.push_back({{"$schema", kVegaLiteSchema},
+                     {"title", "Expert balance: tokens kept per expert (one micro-batch of one rank, one MoE layer)"},
+                     {"data", {{"values", cells}}},
+                     {"mark", "rect"},
+                     {"encoding",
+                      {{"x", {{"field", "expert"}, {"type", "ordinal"}, {"title", "expert"}}},
+                       {"y", y},
+                       {"color", {{"field", "kept"}, {"type", "quantitative"}, {"title", "tokens kept"}}},
+                       {"tooltip", ojson::array({{{"field", "label"}}, {{"field", "expert"}}, {{"field", "kept"}},
+                                                 {{"field", "demand"}}})}}}});
+    specs.push_back({{"$schema", kVegaLiteSchema},
+                     {"title", "Routed choices dropped over capacity"},
+                     {"width", 520},
+                     {"data", {{"values", drops}}},
+                     {"mark", "bar"},
+                     {"encoding",
+                      {{"y", y},
+                       {"x", {{"field", "dropped"}, {"type", "quantitative"}, {"axis", {{"format", ".1%"}}},
+                              {"title", "dropped"}}},
+                       {"tooltip", ojson::array({{{"field", "label"}}, {{"field", "routing"}},
+                                                 {{"field", "dropped"}, {"format", ".2%"}}})}}}});
+  }
   return specs;
 }
 
@@ -216,6 +253,12 @@ ojson report_data_json(const Report& report) {
                       {"cluster", r.cluster}, {"profile", r.profile},       {"plan", r.plan},
                       {"iteration_s", r.iteration_s}, {"wps", r.wps},       {"mfu", r.mfu},
                       {"peak_memory_bytes", r.peak_memory}, {"gpu_memory_bytes", r.gpu_memory}, {"breakdown_s", b}});
+      if (!r.kept.empty()) {
+        rows.back()["routing"] = r.routing;
+        rows.back()["dropped_fraction"] = r.dropped_fraction;
+        rows.back()["demand_per_expert"] = r.demand;
+        rows.back()["kept_per_expert"] = r.kept;
+      }
     }
     views.push_back({{"kind", v.kind}, {"title", v.title}, {"rows", rows}});
   }
@@ -258,6 +301,14 @@ RenderedReport render_report(const Report& report, const std::string& chart_libs
       for (const ReportRow& r : v.rows) md << " " << breakdown_cell(r, name) << " |";
       md << "\n";
     }
+    if (std::any_of(v.rows.begin(), v.rows.end(), [](const ReportRow& r) { return !r.kept.empty(); })) {
+      md << "\nExpert balance (one micro-batch of one rank, one MoE layer):\n\n"
+         << "| key | routing | experts | dropped (%) | busiest expert / mean (kept) |\n| --- | --- | ---: | ---: | ---: |\n";
+      for (const ReportRow& r : v.rows)
+        if (!r.kept.empty())
+          md << "| " << md_cell(r.key) << " | " << md_cell(r.routing) << " | " << r.kept.size() << " | "
+             << fmt("%.2f", 100 * r.dropped_fraction) << " | " << fmt("%.3f", max_over_mean(r.kept)) << " |\n";
+    }
   }
   for (const ProfileView& p : report.profiles) {
     md << "\n## " << p.title << "\n\nFrom `" << p.source << "`.\n\n| chart | series | x | measured | fitted |\n"
@@ -275,6 +326,15 @@ RenderedReport render_report(const Report& report, const std::string& chart_libs
         pc << csv_field(p.title) << "," << q.chart << "," << csv_field(q.series) << "," << fmt("%.17g", q.x) << ","
            << fmt("%.17g", q.measured) << "," << fmt("%.17g", q.fitted) << "\n";
     out.profile_csv = pc.str();
+  }
+  {
+    std::ostringstream bc;
+    for (const ReportView& v : report.views)
+      for (const ReportRow& r : v.rows)
+        for (std::size_t e = 0; e < r.kept.size(); ++e)
+          bc << csv_field(v.title) << "," << csv_field(r.label) << "," << csv_field(r.routing) << "," << e << ","
+             << fmt("%.17g", r.demand[e]) << "," << fmt("%.17g", r.kept[e]) << "\n";
+    if (!bc.str().empty()) out.balance_csv = "view,label,routing,expert,demand,kept\n" + bc.str();
   }
 
   // CSV: one line per row of every view, full precision, components as columns.
@@ -349,6 +409,16 @@ RenderedReport render_report(const Report& report, const std::string& chart_libs
       h << "</tr>\n";
     }
     h << "</table>\n";
+    if (std::any_of(v.rows.begin(), v.rows.end(), [](const ReportRow& r) { return !r.kept.empty(); })) {
+      h << "<table>\n<tr><th>key</th><th>routing</th><th>experts</th><th>dropped (%)</th>"
+           "<th>busiest expert / mean (kept)</th></tr>\n";
+      for (const ReportRow& r : v.rows)
+        if (!r.kept.empty())
+          h << "<tr><td>" << html_escape(r.key) << "</td><td>" << html_escape(r.routing) << "</td><td class=\"n\">"
+            << r.kept.size() << "</td><td class=\"n\">" << fmt("%.2f", 100 * r.dropped_fraction)
+            << "</td><td class=\"n\">" << fmt("%.3f", max_over_mean(r.kept)) << "</td></tr>\n";
+      h << "</table>\n";
+    }
   }
   for (const ProfileView& p : report.profiles) {
     h << "<h2>" << html_escape(p.title) << "</h2>\n<p>From <code>" << html_escape(p.source) << "</code>.</p>\n";

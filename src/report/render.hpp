@@ -14,6 +14,7 @@ namespace moesim {
 struct RenderedReport {
   std::string html, markdown, csv;
   std::string profile_csv;  // the profile views' points; empty when there are none
+  std::string balance_csv;  // tokens per expert of the rows that carry a balance; empty when none
 };
 
 // Where the chart libraries are: $MOESIM_CHART_LIBS, else the node_modules folder that
@@ -22,7 +23,8 @@ struct RenderedReport {
 std::string chart_library_dir();
 
 // The Vega-Lite specs of one view: tokens/s, the time breakdown stacked by component,
-// and peak memory per GPU against the GPU's capacity.
+// and peak memory per GPU against the GPU's capacity; when rows carry an expert balance,
+// a heatmap of kept tokens per expert and the dropped fraction per row.
 std::vector<nlohmann::ordered_json> view_specs(const ReportView& view);
 
 // A profile view's charts: GEMM TFLOP/s, memory-bound GB/s and collective bus bandwidth,

@@ -64,6 +64,21 @@ ReportRow row_of_result(const json& r, const std::string& file, const std::strin
   row.peak_memory = number(mem, "peak_per_rank_bytes", file, path + "memory.");
   row.gpu_memory = number(mem, "gpu_memory_bytes", file, path + "memory.");
   row.breakdown = breakdown_of(object(r, "breakdown", file, path), file, path + "breakdown.");
+  if (r.contains("balance") && r["balance"].is_object() && r["balance"].contains("kept_per_expert")) {
+    const json& b = r["balance"];
+    const std::string bp = path + "balance.";
+    for (const auto& [key, into] : {std::pair{"demand_per_expert", &row.demand}, std::pair{"kept_per_expert", &row.kept}}) {
+      if (!b.contains(key) || !b[key].is_array()) throw InputError(file, bp + key, "expected an array of numbers");
+      for (const json& x : b[key]) {
+        if (!x.is_number()) throw InputError(file, bp + key, "expected an array of numbers");
+        into->push_back(x.get<double>());
+      }
+    }
+    if (row.demand.size() != row.kept.size())
+      throw InputError(file, bp + "kept_per_expert", "expected as many entries as demand_per_expert");
+    row.dropped_fraction = number(b, "dropped_fraction", file, bp);
+    row.routing = b.contains("routing") && b["routing"].is_string() ? b["routing"].get<std::string>() : "";
+  }
   return row;
 }
 
@@ -174,16 +189,31 @@ Report build_report(const std::vector<std::string>& files) {
   std::map<std::string, std::vector<ReportRow>> by_model;
   for (ReportRow& row : simulated) by_model[row.model].push_back(std::move(row));
   for (auto& [model, rows] : by_model) {
-    std::set<std::string> plans, clusters;
-    for (const ReportRow& r : rows) plans.insert(r.plan), clusters.insert(r.cluster + "/" + r.profile);
+    std::set<std::string> plans, clusters, routings;
+    for (const ReportRow& r : rows)
+      plans.insert(r.plan), clusters.insert(r.cluster + "/" + r.profile), routings.insert(r.routing);
     ReportView view;
-    view.kind = plans.size() == 1 && clusters.size() > 1 ? "gpus" : "plans";
-    view.title = view.kind == "gpus" ? "GPU vs GPU: " + model + ", plan " + *plans.begin()
-                                     : "Plan vs plan: " + model + (clusters.size() == 1 ? " on " + rows[0].cluster : "");
+    view.kind = plans.size() == 1 && clusters.size() > 1    ? "gpus"
+                : plans.size() == 1 && routings.size() > 1 ? "routings"
+                                                           : "plans";
+    if (view.kind == "gpus")
+      view.title = "GPU vs GPU: " + model + ", plan " + *plans.begin();
+    else if (view.kind == "routings")
+      view.title = "Routing vs routing: " + model + ", plan " + *plans.begin() + " on " + rows[0].cluster;
+    else
+      view.title = "Plan vs plan: " + model + (clusters.size() == 1 ? " on " + rows[0].cluster : "");
     for (ReportRow& r : rows) {
-      r.label = view.kind == "gpus" ? r.cluster + " (" + r.profile + ")"
-                                    : r.plan + (clusters.size() > 1 ? " on " + r.cluster : "");
-      r.key = view.kind == "gpus" ? r.cluster : "#" + std::to_string(view.rows.size() + 1);
+      const std::string n = std::to_string(view.rows.size() + 1);
+      if (view.kind == "gpus") {
+        r.label = r.cluster + " (" + r.profile + ")";
+        r.key = r.cluster;
+      } else if (view.kind == "routings") {
+        r.label = "routing " + r.routing;
+        r.key = r.routing;
+      } else {
+        r.label = r.plan + (clusters.size() > 1 ? " on " + r.cluster : "");
+        r.key = "#" + n;
+      }
       view.rows.push_back(std::move(r));
     }
     report.views.push_back(std::move(view));

@@ -1,7 +1,8 @@
 // What a report shows, read from the documents other commands print: `search --json`
 // (a plan-vs-plan view of its ranked plans and baselines), `simulate --json` (grouped
-// by model: the same plan on several clusters is a GPU-vs-GPU view, different plans a
-// plan-vs-plan view) and profiles (measured points against their fits).
+// by model: the same plan on several clusters is a GPU-vs-GPU view, on one cluster under
+// several routings a routing view, different plans a plan-vs-plan view) and profiles
+// (measured points against their fits).
 #pragma once
 
 #include <string>
@@ -21,10 +22,15 @@ struct ReportRow {
   // Seconds per iteration by component, named as the side-by-side tables name them:
   // "compute: attention", "exposed comm: ep_all_to_all", "pipeline bubble", "optimizer step".
   std::vector<std::pair<std::string, double>> breakdown;
+  // Expert balance of one micro-batch of one rank (MoE results that carry it): the
+  // routing model, and per expert the choices routed to it and those kept.
+  std::string routing;
+  std::vector<double> demand, kept;
+  double dropped_fraction = 0;
 };
 
 struct ReportView {
-  std::string kind;   // "plans" or "gpus"
+  std::string kind;   // "plans", "gpus" (one plan, several clusters) or "routings" (one plan and cluster, several routings)
   std::string title;
   std::vector<ReportRow> rows;
 };

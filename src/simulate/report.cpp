@@ -50,7 +50,9 @@ nlohmann::ordered_json sim_result_json(const SimResult& r) {
                                {"dropped_fraction", bl.dropped_fraction},
                                {"max_tokens_per_rank", bl.max_tokens_per_rank},
                                {"mean_tokens_per_rank", bl.mean_tokens_per_rank},
-                               {"max_rank", bl.max_rank}};
+                               {"max_rank", bl.max_rank},
+                               {"demand_per_expert", bl.demand_per_expert},
+                               {"kept_per_expert", bl.kept_per_expert}};
     j["balance"] = bal;
   }
   return j;

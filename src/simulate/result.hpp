@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "kernels/gate.hpp"
 #include "src/accounting/memory.hpp"
@@ -29,6 +30,8 @@ struct SimBalance {
   double max_tokens_per_rank = 0;   // expert token slots the most-loaded EP rank computes
   double mean_tokens_per_rank = 0;
   int max_rank = 0;                 // its index in the EP group
+  std::vector<double> demand_per_expert;  // choices routed to each expert (one micro-batch, one rank, one layer)
+  std::vector<double> kept_per_expert;    // of those, within capacity
 };
 
 struct SimResult {

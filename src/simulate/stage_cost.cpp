@@ -131,6 +131,8 @@ SimBalance balance_of(const ExpertLoad* load, const Plan& p) {
   b.max_tokens_per_rank = rl.max_tokens;
   b.mean_tokens_per_rank = rl.mean_tokens;
   b.max_rank = rl.max_rank;
+  b.demand_per_expert = load->demand;
+  b.kept_per_expert = load->kept;
   return b;
 }
 

@@ -467,3 +467,51 @@ TEST(CliSimulate, EvoMoeCostFollowsTheDenseToSparseSchedule) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(CliReport, RoutingViewCarriesTokensPerExpert) {
+  const std::string dir = ::testing::TempDir() + "moesim_balance_" + std::to_string(::getpid()) + "_";
+  std::string args = "report --out " + dir + "b.html";
+  for (const char* routing : {"uniform", "zipf:1", "zipf:2"}) {
+    const std::string f = dir + routing + ".json";
+    const Outcome r = run("simulate --model configs/models/fairseq-moe-4.1b.json --cluster configs/clusters/dgx-a100.json "
+                          "--plan configs/plans/fairseq-moe-4.1b-8gpu.json --json --routing " + std::string(routing) + " > " + f);
+    ASSERT_EQ(r.code, 0) << r.err;
+    args += " " + f;
+  }
+  ASSERT_EQ(run(args).code, 0);
+  const nlohmann::json data = embedded_data(slurp(dir + "b.html"));
+  ASSERT_EQ(data["views"].size(), 1u);
+  const auto& view = data["views"][0];
+  EXPECT_EQ(view["kind"], "routings");
+  std::istringstream csv(slurp(dir + "b.balance.csv"));
+  std::string line;
+  std::getline(csv, line);
+  EXPECT_EQ(line, "view,label,routing,expert,demand,kept");
+  double previous_drop = -1;
+  for (const auto& row : view["rows"]) {
+    const auto& kept = row["kept_per_expert"];
+    ASSERT_EQ(kept.size(), 8u);
+    for (std::size_t e = 0; e < kept.size(); ++e) {
+      ASSERT_TRUE(std::getline(csv, line));
+      const std::vector<std::string> cells = split_csv_line(line);
+      ASSERT_EQ(cells.size(), 6u);
+      EXPECT_EQ(cells[1], row["label"]);
+      EXPECT_EQ(cells[3], std::to_string(e));
+      EXPECT_EQ(std::stod(cells[4]), row["demand_per_expert"][e].get<double>());
+      EXPECT_EQ(std::stod(cells[5]), kept[e].get<double>());
+    }
+    // More skew, more dropped over capacity.
+    EXPECT_GT(row["dropped_fraction"].get<double>(), previous_drop);
+    previous_drop = row["dropped_fraction"].get<double>();
+    const std::string md = slurp(dir + "b.md");
+    char cell[32];
+    std::snprintf(cell, sizeof cell, "%.2f", 100 * row["dropped_fraction"].get<double>());
+    EXPECT_NE(md.find("| " + row["key"].get<std::string>() + " | " + row["routing"].get<std::string>() + " | 8 | " + cell + " |"),
+              std::string::npos) << row["key"];
+  }
+  EXPECT_FALSE(std::getline(csv, line));
+}
+
+}  // namespace
