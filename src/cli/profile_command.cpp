@@ -13,8 +13,8 @@
 
 #include "src/cli/commands.hpp"
 #include "src/cli/progress_bar.hpp"
+#include "src/cli/world.hpp"
 #include "src/comm/mpi_communicator.hpp"
-#include "src/comm/self_communicator.hpp"
 #if MOESIM_COMM_NCCL
 #include "src/comm/nccl_communicator.hpp"
 #endif
@@ -106,34 +106,6 @@ void print_check(ComputeBackend& backend, const Profile& measured, const std::op
     t.add_row(row);
   }
   t.print(out);
-}
-
-// The ranks of this run: MPI only under a launcher (a plain run needs no MPI runtime),
-// and NCCL between GPU ranks, one GPU per rank on each node.
-struct World {
-  std::optional<MpiSession> session;
-  std::unique_ptr<Communicator> host, nccl;
-  Communicator& get() { return nccl ? *nccl : *host; }
-};
-
-void open_world(World& w, const std::string& device) {
-  if (MpiSession::launched_by_mpirun()) {
-    w.session.emplace();
-    w.host = std::make_unique<MpiCommunicator>();
-  } else {
-    w.host = std::make_unique<SelfCommunicator>();
-  }
-#if MOESIM_COMM_NCCL
-  if (device == "cuda" && w.host->size() > 1) {
-    int devices = 0;
-    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices < 1)
-      throw std::runtime_error("--device cuda: no GPU is visible to the CUDA runtime");
-    const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-    w.nccl = std::make_unique<NcclCommunicator>(*w.host, (local ? std::atoi(local) : w.host->rank()) % devices);
-  }
-#else
-  (void)device;
-#endif
 }
 
 Provenance measured_provenance(const ComputeBackend& backend, const World& world, const std::string& transport) {

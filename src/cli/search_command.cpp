@@ -9,8 +9,7 @@
 
 #include "src/cli/commands.hpp"
 #include "src/cli/progress_bar.hpp"
-#include "src/comm/mpi_communicator.hpp"
-#include "src/comm/self_communicator.hpp"
+#include "src/cli/world.hpp"
 #include "src/core/atomic_file.hpp"
 #include "src/core/error.hpp"
 #include "src/core/table.hpp"
@@ -77,14 +76,9 @@ Command add_search(CLI::App& app) {
   cmd->add_option("--emit-plan", a->emit_plan, "write the winner as a plan file");
   cmd->add_flag("--json", a->json, "print one JSON document on stdout");
   return {cmd, [a]() {
-            std::optional<MpiSession> session;
-            std::unique_ptr<Communicator> comm;
-            if (MpiSession::launched_by_mpirun()) {
-              session.emplace();
-              comm = std::make_unique<MpiCommunicator>();
-            } else {
-              comm = std::make_unique<SelfCommunicator>();
-            }
+            World ranks;
+            open_world(ranks, "cpu");  // the search computes on host cores only
+            Communicator* comm = &ranks.get();
             const bool root = comm->rank() == 0;
             const ModelSpec model = load_model(a->model);
             const ClusterSpec cluster = load_cluster(a->cluster);
