@@ -11,7 +11,7 @@
 namespace moesim::kernels {
 
 // Streams keep the draws of different uses independent under one seed.
-enum class RngStream : std::uint64_t { Gumbel = 1, SecondExpertKeep = 2 };
+enum class RngStream : std::uint64_t { Gumbel = 1, SecondExpertKeep = 2, ParameterInit = 3 };
 
 // SplitMix64's finaliser: a bijective 64-bit mix with good avalanche (Steele et al. 2014).
 MOESIM_HD inline std::uint64_t mix64(std::uint64_t x)

@@ -6,7 +6,7 @@
 namespace moesim::cli {
 
 std::function<int()> register_commands(CLI::App& app) {
-  std::vector<Command> commands{add_describe(app), add_simulate(app), add_search(app), add_import(app), add_profile(app), add_report(app)};
+  std::vector<Command> commands{add_describe(app), add_simulate(app), add_search(app), add_import(app), add_profile(app), add_report(app), add_run(app)};
   return [commands]() {
     for (const Command& c : commands)
       if (c.app->parsed()) return c.run();

@@ -19,6 +19,7 @@ Command add_simulate(CLI::App& app);
 Command add_profile(CLI::App& app);
 Command add_search(CLI::App& app);
 Command add_report(CLI::App& app);
+Command add_run(CLI::App& app);
 
 // Adds every subcommand to `app`; the returned function runs the one that was parsed.
 std::function<int()> register_commands(CLI::App& app);

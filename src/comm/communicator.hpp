@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -42,6 +43,10 @@ class Communicator {
 
   virtual void send(const float* data, std::size_t count, int peer) = 0;
   virtual void recv(float* data, std::size_t count, int peer) = 0;
+
+  // Ranks of equal `color` form a new communicator, ordered by `key` (then by rank), as
+  // MPI_Comm_split: the executor's data-, expert- and tensor-parallel groups. Collective.
+  virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
 
   // For timing: the largest value over ranks (the slowest rank's time), on every rank.
   virtual double max_over_ranks(double value) = 0;

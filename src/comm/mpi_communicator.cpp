@@ -124,6 +124,14 @@ std::size_t MpiCommunicator::block_chunk(std::size_t limit) const {
   return std::max<std::size_t>(1, limit / static_cast<std::size_t>(size_));
 }
 
+std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key) {
+  MPI_Comm part = MPI_COMM_NULL;
+  check(MPI_Comm_split(comm_, color, key, &part), "MPI_Comm_split");
+  auto result = std::make_unique<MpiCommunicator>(part, limit_);
+  MPI_Comm_free(&part);  // the new communicator holds its own duplicate
+  return result;
+}
+
 void MpiCommunicator::barrier() { check(MPI_Barrier(comm_), "MPI_Barrier"); }
 
 std::string MpiCommunicator::broadcast_bytes(const std::string& bytes) {

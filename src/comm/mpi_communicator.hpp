@@ -65,6 +65,7 @@ class MpiCommunicator final : public Communicator {
                     std::span<const std::size_t> recv_counts) override;
   void send(const float* data, std::size_t count, int peer) override;
   void recv(float* data, std::size_t count, int peer) override;
+  std::unique_ptr<Communicator> split(int color, int key) override;
   double max_over_ranks(double value) override;
   std::vector<std::string> gather_strings(const std::string& s) override;
 

@@ -31,7 +31,16 @@ std::string nccl_version() {
   return std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." + std::to_string(v % 100);
 }
 
-NcclCommunicator::NcclCommunicator(Communicator& host, int device) : host_(host) {
+NcclCommunicator::NcclCommunicator(std::unique_ptr<Communicator> host, int device)
+    : NcclCommunicator(*host, device) {
+  owned_host_ = std::move(host);
+}
+
+std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key) {
+  return std::make_unique<NcclCommunicator>(host_.split(color, key), device_);
+}
+
+NcclCommunicator::NcclCommunicator(Communicator& host, int device) : host_(host), device_(device) {
   check(cudaSetDevice(device), "cudaSetDevice");
   ncclUniqueId id{};
   std::string bytes;

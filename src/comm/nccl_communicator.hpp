@@ -18,6 +18,8 @@ class NcclCommunicator final : public Communicator {
   // Joins every rank of `host` (which must outlive this) into one NCCL communicator on
   // CUDA device `device`. Collective over `host`.
   NcclCommunicator(Communicator& host, int device);
+  // The same over a host communicator this one owns (the groups split() makes).
+  NcclCommunicator(std::unique_ptr<Communicator> host, int device);
   ~NcclCommunicator() override;
   NcclCommunicator(const NcclCommunicator&) = delete;
   NcclCommunicator& operator=(const NcclCommunicator&) = delete;
@@ -35,6 +37,7 @@ class NcclCommunicator final : public Communicator {
                     std::span<const std::size_t> recv_counts) override;
   void send(const float* data, std::size_t count, int peer) override;
   void recv(float* data, std::size_t count, int peer) override;
+  std::unique_ptr<Communicator> split(int color, int key) override;
   double max_over_ranks(double value) override { return host_.max_over_ranks(value); }
   std::vector<std::string> gather_strings(const std::string& s) override { return host_.gather_strings(s); }
   std::string broadcast_bytes(const std::string& bytes) override { return host_.broadcast_bytes(bytes); }
@@ -45,7 +48,9 @@ class NcclCommunicator final : public Communicator {
   void wait() override;
 
  private:
+  std::unique_ptr<Communicator> owned_host_;  // set by the owning constructor
   Communicator& host_;
+  int device_ = 0;
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
 };

@@ -27,6 +27,7 @@ class SelfCommunicator final : public Communicator {
   }
   void send(const float*, std::size_t, int peer) override { no_peer(peer); }
   void recv(float*, std::size_t, int peer) override { no_peer(peer); }
+  std::unique_ptr<Communicator> split(int, int) override { return std::make_unique<SelfCommunicator>(); }
   double max_over_ranks(double value) override { return value; }
   std::vector<std::string> gather_strings(const std::string& s) override { return {s}; }
   std::string broadcast_bytes(const std::string& bytes) override { return bytes; }

@@ -1,0 +1,62 @@
+// The parameters one rank holds: every tensor of the GPT-MoE model with its place in one of
+// two flat buffers (dense: the same on every data-parallel rank; expert: this rank's
+// experts, the same on every expert-data-parallel replica), and their initial values. An
+// initial value depends only on (seed, tensor name, global element index), so every plan
+// starts from the same model as a single rank does.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "src/executor/rank_grid.hpp"
+#include "src/model/model_spec.hpp"
+
+namespace moesim::exec {
+
+enum class ParamGroup { dense, expert };
+enum class InitKind { normal, one, zero };
+
+inline constexpr std::size_t kAbsent = static_cast<std::size_t>(-1);
+
+struct ParamTensor {
+  std::string name;  // "layers.1.moe.experts.fc1.weight"
+  ParamGroup group = ParamGroup::dense;
+  std::size_t offset = 0;  // in the group's buffer
+  std::size_t size = 0;
+  InitKind init = InitKind::normal;
+  // A tensor stored as blocks of block_size elements taken from the global tensor's blocks
+  // block_ids (local experts; the gate's rows in slot order). Empty: stored whole.
+  std::size_t block_size = 0;
+  std::vector<int> block_ids;
+};
+
+// Offsets of one layer's tensors (kAbsent where the model has none).
+struct LayerParams {
+  bool moe = false;
+  std::size_t ln1_g = kAbsent, ln1_b = kAbsent, qkv_w = kAbsent, qkv_b = kAbsent;
+  std::size_t proj_w = kAbsent, proj_b = kAbsent, ln2_g = kAbsent, ln2_b = kAbsent;
+  std::size_t fc1_w = kAbsent, fc1_b = kAbsent, fc2_w = kAbsent, fc2_b = kAbsent;  // dense FFN
+  std::size_t gate_w = kAbsent;                                                   // dense buffer
+  std::size_t ex_w1 = kAbsent, ex_b1 = kAbsent, ex_w2 = kAbsent, ex_b2 = kAbsent;  // expert buffer
+};
+
+struct ModelParams {
+  std::vector<ParamTensor> tensors;
+  std::size_t dense_size = 0, expert_size = 0;
+  std::size_t wte = kAbsent, wpe = kAbsent, lnf_g = kAbsent, lnf_b = kAbsent, head_w = kAbsent;
+  std::vector<LayerParams> layers;
+  int local_experts = 0;
+};
+
+// The tensors of `model` held by expert-parallel rank `ep_rank` of `shard`.
+ModelParams param_layout(const ModelSpec& model, const ExpertShard& shard, int ep_rank);
+
+// Writes every tensor's initial value: normal(0, init_std) for matrices and embeddings,
+// one for norm gains, zero for biases.
+void init_params(const ModelParams& params, std::uint64_t seed, float init_std,
+                 std::span<float> dense, std::span<float> expert);
+
+}  // namespace moesim::exec

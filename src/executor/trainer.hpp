@@ -1,0 +1,74 @@
+// The training loop of `moesim run` on one rank: each update runs the rank's micro-batches
+// (gradients accumulated), reduces dense gradients over the data-parallel group and expert
+// gradients over the expert-data-parallel group, clips by the global norm and steps Adam;
+// then it reports fairseq's figures for the update, the same on every rank.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "kernels/adam.hpp"
+#include "src/comm/communicator.hpp"
+#include "src/executor/backend.hpp"
+#include "src/executor/lr_schedule.hpp"
+#include "src/executor/token_source.hpp"
+#include "src/model/model_spec.hpp"
+#include "src/plan/plan.hpp"
+
+namespace moesim::exec {
+
+struct TrainOptions {
+  std::int64_t steps = 0;
+  std::uint64_t seed = 1;  // parameters, data and the gate's draws
+  // Megatron's --init-method-std and GPT-2's initialiser range.
+  float init_std = 0.02f;
+  LrSchedule lr;
+  kernels::AdamOptions adam;  // its lr is set from `lr` at every update
+  double clip_norm = 0;       // fairseq's --clip-norm; 0 = off
+  TokenSourceSpec data;
+};
+
+// The groups one rank's collectives run over, split from the world by the plan.
+struct RankGroups {
+  Communicator* world = nullptr;
+  std::unique_ptr<Communicator> dp, ep, edp;
+};
+RankGroups make_groups(Communicator& world, const Plan& plan);
+
+// One update as fairseq's train_inner line reports it; identical on every rank.
+struct StepRecord {
+  std::int64_t num_updates = 0;
+  double loss = 0;           // cross-entropy plus the weighted gate loss, in bits (fairseq)
+  double nll_loss = 0;       // cross-entropy alone, bits per token
+  double moe_gate_loss = 0;  // mean over micro-batches of the summed l_aux of the MoE layers
+  // Gate metadata averaged over MoE layers and micro-batches (fairseq's names).
+  double overflow_expert1 = 0, overflow_expert2 = 0, entropy_gating = 0;
+  double expert1_balance_top = 0, expert1_balance_bottom = 0, unused_expert1_count = 0;
+  double lr = 0;
+  double gnorm = 0;          // global gradient norm before clipping
+  std::int64_t tokens = 0;   // wpb: tokens in the global batch
+  std::int64_t sequences = 0;  // bsz
+  double seconds = 0;        // wall time of the update (slowest rank)
+  std::size_t peak_bytes = 0;  // most bytes the backend held on any rank during the update
+  // Tokens whose first (expert1) and second (expert2) choice is each expert, per MoE layer,
+  // over the global batch: the routing trace.
+  std::vector<std::vector<std::int64_t>> expert1, expert2;
+};
+
+struct TrainResult {
+  std::vector<StepRecord> steps;
+  std::size_t param_count = 0;  // this rank's parameters
+};
+
+// Trains `steps` updates of `model` under `plan`. `on_step` runs on every rank after each
+// update. Throws InputError for a model or plan the executor cannot run (naming the field).
+TrainResult train(Backend& backend, RankGroups& groups, const ModelSpec& model, const Plan& plan,
+                  const TrainOptions& options, const std::function<void(const StepRecord&)>& on_step);
+
+// What the executor runs so far; an InputError naming `source` and the field otherwise.
+void check_runnable(const ModelSpec& model, const Plan& plan, const std::string& model_file,
+                    const std::string& plan_file);
+
+}  // namespace moesim::exec
