@@ -1,8 +1,14 @@
 // `moesim run --model M --plan P --steps N [--data D] [--device cpu] [...]`: trains the
 // model under the plan for real, one process per rank under mpirun, and logs fairseq's
 // train_inner figures as JSON lines (or one JSON document with --json).
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <unistd.h>
+#include <optional>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <sstream>
@@ -13,10 +19,20 @@
 #include "src/cli/world.hpp"
 #include "src/core/atomic_file.hpp"
 #include "src/core/error.hpp"
+#include "src/core/table.hpp"
+#include "src/cluster/cluster_spec.hpp"
+#include "src/profile/profile.hpp"
+#include "src/routing/routing_model.hpp"
+#include "src/simulate/event.hpp"
 #include "src/executor/backend.hpp"
+#include "src/executor/rank_grid.hpp"
 #include "src/executor/trainer.hpp"
 #include "src/model/model_json.hpp"
 #include "src/plan/plan.hpp"
+
+#if MOESIM_KERNELS_CUDA
+#include <cuda_runtime_api.h>
+#endif
 
 namespace moesim::cli {
 namespace {
@@ -24,6 +40,11 @@ namespace {
 struct RunArgs {
   std::string model, plan, data = "synthetic", device = "cpu", routing_trace, log_file;
   std::string scheduler = "constant", betas = "0.9,0.999";
+  std::string cluster, profile, trace;
+  bool compare = false;
+  std::string save_dir;
+  std::int64_t save_interval = 0;
+  bool resume = false;
   std::int64_t steps = 0, warmup = 0;
   std::uint64_t seed = 1;
   double lr = 5e-4, warmup_init_lr = 0, end_lr = 0, eps = 1e-8, weight_decay = 0, clip_norm = 0;
@@ -114,6 +135,109 @@ nlohmann::ordered_json routing_trace(const ModelSpec& model, const std::vector<e
   return j;
 }
 
+// The backend of this rank. With cuda, ranks go one per GPU as open_world() gives them
+// NCCL: the node-local rank modulo the visible GPUs.
+std::unique_ptr<exec::Backend> open_backend(const std::string& device, Communicator& world) {
+  if (device != "cuda") return exec::make_cpu_backend();
+  if (world.size() > 1 && world.name() != "nccl")
+    throw InputError("--device", "cuda", "expected a build with NCCL to run more than one GPU rank");
+  int gpu = 0;
+#if MOESIM_KERNELS_CUDA
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices < 1)
+    throw InputError("--device", "cuda", "expected a GPU visible to the CUDA runtime, found none");
+  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+  gpu = (local ? std::atoi(local) : world.rank()) % devices;
+#endif
+  return exec::make_cuda_backend(gpu);
+}
+
+// The measured step: the median over updates after the first (which pays one-time
+// allocation and cache warm-up), or the only one.
+double median_step_seconds(const std::vector<exec::StepRecord>& steps) {
+  std::vector<double> t;
+  for (std::size_t i = steps.size() > 1 ? 1 : 0; i < steps.size(); ++i) t.push_back(steps[i].seconds);
+  std::sort(t.begin(), t.end());
+  const std::size_t n = t.size();
+  return n % 2 == 1 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+struct Comparison {
+  SimResult predicted;
+  double step_s = 0, wps = 0, peak_bytes = 0;  // measured
+  std::string cluster, profile, routing;
+};
+
+// The simulator's event tier on the same model and plan, routed as the run routed (its
+// recorded trace), beside what the run measured.
+Comparison compare_with_simulation(const ModelSpec& model, const Plan& plan, const std::string& cluster_file,
+                                   const std::string& profile_file, const std::string& trace_file,
+                                   const std::vector<exec::StepRecord>& steps) {
+  Comparison c;
+  const ClusterSpec cluster = load_cluster(cluster_file);
+  check_plan(plan, cluster, "--plan");
+  const Profile profile = load_profile(profile_file.empty() ? default_profile_path(cluster) : profile_file);
+  std::optional<ExpertLoad> load;
+  RoutingSpec routing;
+  if (model.is_moe()) {
+    routing = parse_routing("trace:" + trace_file);
+    load = route_tokens(model, routing, static_cast<std::int64_t>(plan.mbs) * model.seq_len);
+  }
+  c.predicted = simulate_event(model, plan, cluster, profile, load ? &*load : nullptr, "");
+  c.cluster = cluster.name;
+  c.profile = profile.name;
+  c.routing = model.is_moe() ? "the run's recorded trace" : "dense";
+  c.step_s = median_step_seconds(steps);
+  c.wps = static_cast<double>(steps.back().tokens) / c.step_s;
+  for (const exec::StepRecord& s : steps) c.peak_bytes = std::max(c.peak_bytes, static_cast<double>(s.peak_bytes));
+  return c;
+}
+
+nlohmann::ordered_json comparison_json(const Comparison& c) {
+  auto row = [](double predicted, double measured) {
+    return nlohmann::ordered_json{{"predicted", predicted}, {"measured", measured},
+                                  {"error", (predicted - measured) / measured}};
+  };
+  nlohmann::ordered_json j;
+  j["cluster"] = c.cluster;
+  j["profile"] = c.profile;
+  j["routing"] = c.routing;
+  j["step_s"] = row(c.predicted.iteration_s, c.step_s);
+  j["wps"] = row(c.predicted.wps, c.wps);
+  // The same model FLOPs over the measured time.
+  const double speed = c.predicted.iteration_s / c.step_s;
+  j["tflops_per_gpu"] = row(c.predicted.tflops_per_gpu, c.predicted.tflops_per_gpu * speed);
+  j["mfu"] = row(c.predicted.mfu, c.predicted.mfu * speed);
+  j["peak_bytes"] = row(c.predicted.memory.bytes.total(), c.peak_bytes);
+  return j;
+}
+
+void print_comparison(const Comparison& c) {
+  Table t({"", "predicted", "measured", "error"});
+  auto pct = [](double predicted, double measured) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%+.1f%%", 100.0 * (predicted - measured) / measured);
+    return std::string(buf);
+  };
+  auto fixed = [](double v) { return with_commas(std::llround(v)); };
+  t.add_row({"step time", human_seconds(c.predicted.iteration_s), human_seconds(c.step_s), pct(c.predicted.iteration_s, c.step_s)});
+  t.add_row({"tokens/s", fixed(c.predicted.wps), fixed(c.wps), pct(c.predicted.wps, c.wps)});
+  // The same model FLOPs over the measured time; MFU against the peak of the plan's precision.
+  const double speed = c.predicted.iteration_s / c.step_s;
+  char buf[3][32];
+  std::snprintf(buf[0], sizeof buf[0], "%.2f", c.predicted.tflops_per_gpu);
+  std::snprintf(buf[1], sizeof buf[1], "%.2f", c.predicted.tflops_per_gpu * speed);
+  t.add_row({"TFLOP/s per GPU", buf[0], buf[1], pct(1.0, speed)});
+  std::snprintf(buf[0], sizeof buf[0], "%.1f%%", 100 * c.predicted.mfu);
+  std::snprintf(buf[2], sizeof buf[2], "%.1f%%", 100 * c.predicted.mfu * speed);
+  t.add_row({"MFU", buf[0], buf[2], pct(1.0, speed)});
+  t.add_row({"peak memory per rank", human_bytes(c.predicted.memory.bytes.total()), human_bytes(c.peak_bytes),
+             pct(c.predicted.memory.bytes.total(), c.peak_bytes)});
+  std::cout << "\npredicted (simulate, event tier, " << c.cluster << ", profile " << c.profile << ", routing: "
+            << c.routing << ") vs measured (median update after the first):\n";
+  t.print(std::cout);
+}
+
 }  // namespace
 
 Command add_run(CLI::App& app) {
@@ -125,7 +249,7 @@ Command add_run(CLI::App& app) {
   cmd->add_option("--data", a->data,
                   "synthetic (fairseq dummy_lm), structured[:B] (Markov chain, B successors), or a token file "
                   "(FILE.u16, FILE.u32, FILE:uint32)");
-  cmd->add_option("--device", a->device, "cpu (cuda: not yet)")->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--device", a->device, "cpu, or cuda (one GPU per rank)")->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--seed", a->seed, "parameters, data and gate draws (default 1)");
   cmd->add_option("--lr", a->lr, "peak learning rate (default 5e-4, the fairseq MoE seeds')")->check(CLI::NonNegativeNumber);
   cmd->add_option("--lr-scheduler", a->scheduler, "constant, linear (polynomial_decay), cosine, inverse_sqrt");
@@ -141,11 +265,22 @@ Command add_run(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--log-interval", a->log_interval, "updates per log line (default 1)")->check(CLI::PositiveNumber);
   cmd->add_option("--log", a->log_file, "also write the log lines to this file");
+  cmd->add_option("--trace", a->trace,
+                  "write the measured timeline as a Chrome trace, with the simulator's names (F<stage>.<mb>, ...)");
   cmd->add_option("--routing-trace", a->routing_trace, "write tokens per expert per layer per update here");
   cmd->add_flag("--json", a->json, "print one JSON document at the end instead of log lines");
+  cmd->add_flag("--compare", a->compare,
+                "simulate the same model and plan (event tier, the run's routing) and print predicted vs measured");
+  cmd->add_option("--cluster", a->cluster,
+                  "cluster JSON for --compare (default: configs/clusters/local-cpu.json on cpu)");
+  cmd->add_option("--profile", a->profile, "profile JSON for --compare (default: profiles/<gpu>.json)");
+  cmd->add_option("--save-dir", a->save_dir,
+                  "write a checkpoint sharded per rank to DIR/update-N/ every --save-interval updates and after the last");
+  cmd->add_option("--save-interval", a->save_interval, "updates between checkpoints (default 0: only after the last)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--resume", a->resume,
+                "continue after the newest complete checkpoint in --save-dir (from the start when there is none)");
   return {cmd, [a]() {
-            if (a->device == "cuda")
-              throw InputError("--device", "", "expected cpu: the CUDA backend of moesim run is not built yet");
             World ranks;
             open_world(ranks, a->device);
             Communicator& world = ranks.get();
@@ -173,15 +308,31 @@ Command add_run(CLI::App& app) {
             options.adam.eps = static_cast<float>(a->eps);
             options.adam.weight_decay = static_cast<float>(a->weight_decay);
             options.clip_norm = a->clip_norm;
+            if (a->save_dir.empty() && (a->resume || a->save_interval > 0))
+              throw InputError(a->resume ? "--resume" : "--save-interval", "", "expected --save-dir DIR beside it");
+            options.checkpoint.dir = a->save_dir;
+            options.checkpoint.interval = a->save_interval;
+            options.checkpoint.resume = a->resume;
 
-            std::unique_ptr<exec::Backend> backend = exec::make_cpu_backend();
+            std::unique_ptr<exec::Backend> backend = open_backend(a->device, world);
             exec::RankGroups groups = exec::make_groups(world, plan);
             std::vector<exec::StepRecord> done;
             std::string log_text;
             std::size_t logged = 0;
             const auto start = std::chrono::steady_clock::now();
-            const exec::TrainResult result = exec::train(
-                *backend, groups, model, plan, options, [&](const exec::StepRecord& rec) {
+            options.timeline = !a->trace.empty();
+            // An error on one rank alone (a device fault, a failed allocation) would leave
+            // its peers waiting in a collective: end the whole job, naming the rank.
+            auto train_or_abort = [&](auto&& on_step) {
+              try {
+                return exec::train(*backend, groups, model, plan, options, on_step);
+              } catch (const std::exception& e) {
+                if (world.size() == 1) throw;
+                std::cerr << "moesim: rank " << world.rank() << ": " << e.what() << "\n" << std::flush;
+                world.abort(dynamic_cast<const InputError*>(&e) != nullptr ? 2 : 1);
+              }
+            };
+            const exec::TrainResult result = train_or_abort([&](const exec::StepRecord& rec) {
                   done.push_back(rec);
                   const bool due = rec.num_updates % a->log_interval == 0 || rec.num_updates == a->steps;
                   if (!root || !due) return;
@@ -191,10 +342,39 @@ Command add_run(CLI::App& app) {
                   log_text += line;
                   if (!a->json) std::cout << line << std::flush;
                 });
+            if (!a->trace.empty()) {
+              // Every rank's events to rank 0, which writes one Chrome trace.
+              const std::vector<std::string> texts =
+                  world.gather_strings(std::to_string(exec::rank_grid(plan, world.rank()).pp) + "\n" +
+                                       exec::timeline_to_text(result.timeline));
+              if (root) {
+                std::vector<std::vector<exec::TimelineEvent>> ranks;
+                std::vector<int> stages;
+                for (const std::string& t : texts) {
+                  const auto cut = t.find('\n');
+                  stages.push_back(std::stoi(t.substr(0, cut)));
+                  ranks.push_back(exec::timeline_from_text(t.substr(cut + 1)));
+                }
+                write_file_atomically(a->trace, exec::chrome_trace(ranks, stages).dump() + "\n");
+              }
+            }
             if (!root) return 0;
             if (!a->log_file.empty()) write_file_atomically(a->log_file, log_text);
-            if (!a->routing_trace.empty() && model.is_moe())
-              write_file_atomically(a->routing_trace, routing_trace(model, done).dump(1) + "\n");
+            std::string trace_file = a->routing_trace;
+            if (trace_file.empty() && a->compare)
+              trace_file = (std::filesystem::temp_directory_path() /
+                            ("moesim-run-routing-" + std::to_string(::getpid()) + ".json")).string();
+            if (!trace_file.empty() && model.is_moe())
+              write_file_atomically(trace_file, routing_trace(model, done).dump(1) + "\n");
+            std::optional<Comparison> comparison;
+            if (a->compare) {
+              const std::string cluster = !a->cluster.empty() ? a->cluster
+                                          : a->device == "cpu" ? "configs/clusters/local-cpu.json"
+                                                               : "";
+              if (cluster.empty()) throw InputError("--cluster", "", "expected a cluster JSON for --compare on cuda");
+              comparison = compare_with_simulation(model, plan, cluster, a->profile, trace_file, done);
+              if (a->routing_trace.empty()) std::remove(trace_file.c_str());
+            }
             if (a->json) {
               nlohmann::ordered_json j;
               j["model"] = model.name;
@@ -203,11 +383,16 @@ Command add_run(CLI::App& app) {
               j["device"] = backend->kind();
               j["data"] = to_string(options.data);
               j["parameters_rank0"] = result.param_count;
+              j["resumed_from"] = result.resumed_from;
               nlohmann::ordered_json steps = nlohmann::json::array();
-              for (std::size_t i = 0; i < done.size(); ++i) steps.push_back(log_line(done, i, 0.0));
+              for (const exec::StepRecord& rec : done) steps.push_back(log_line({rec}, 0, 0.0));  // one update each
               for (auto& s : steps) s.erase("wall");
               j["steps"] = steps;
+              j["median_step_s"] = median_step_seconds(done);
+              if (comparison) j["compare"] = comparison_json(*comparison);
               std::cout << j.dump(2) << "\n";
+            } else if (comparison) {
+              print_comparison(*comparison);
             }
             return 0;
           }};

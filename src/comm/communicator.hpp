@@ -43,10 +43,18 @@ class Communicator {
 
   virtual void send(const float* data, std::size_t count, int peer) = 0;
   virtual void recv(float* data, std::size_t count, int peer) = 0;
+  // Sends `send_count` elements to `dst` while receiving `recv_count` from `src`, as one
+  // exchange (MPI_Sendrecv): neighbours that both send never wait on each other.
+  virtual void send_recv(const float* send, std::size_t send_count, int dst, float* recv, std::size_t recv_count,
+                         int src) = 0;
 
   // Ranks of equal `color` form a new communicator, ordered by `key` (then by rank), as
   // MPI_Comm_split: the executor's data-, expert- and tensor-parallel groups. Collective.
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
+
+  // Ends every process of the job now, with `code` (MPI_Abort): for an error one rank
+  // meets alone, so that its peers are not left waiting in a collective.
+  [[noreturn]] virtual void abort(int code) = 0;
 
   // For timing: the largest value over ranks (the slowest rank's time), on every rank.
   virtual double max_over_ranks(double value) = 0;

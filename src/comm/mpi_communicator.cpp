@@ -271,6 +271,23 @@ void MpiCommunicator::recv(float* data, std::size_t count, int peer) {
           "MPI_Recv");
 }
 
+void MpiCommunicator::send_recv(const float* send, std::size_t send_count, int dst, float* recv,
+                                std::size_t recv_count, int src) {
+  // Both sides split alike: one side's send count is the other's receive count.
+  for (std::size_t off = 0; off < std::max(send_count, recv_count); off += limit_) {
+    const std::size_t s = off < send_count ? std::min(limit_, send_count - off) : 0;
+    const std::size_t r = off < recv_count ? std::min(limit_, recv_count - off) : 0;
+    check(MPI_Sendrecv(send + (s > 0 ? off : 0), as_int(s), MPI_FLOAT, dst, kSendTag, recv + (r > 0 ? off : 0),
+                       as_int(r), MPI_FLOAT, src, kSendTag, comm_, MPI_STATUS_IGNORE),
+          "MPI_Sendrecv");
+  }
+}
+
+void MpiCommunicator::abort(int code) {
+  MPI_Abort(comm_, code);
+  std::_Exit(code);  // MPI_Abort does not return; should it, leave all the same
+}
+
 double MpiCommunicator::max_over_ranks(double value) {
   double out = 0;
   check(MPI_Allreduce(&value, &out, 1, MPI_DOUBLE, MPI_MAX, comm_), "MPI_Allreduce");

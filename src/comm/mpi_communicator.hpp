@@ -65,7 +65,10 @@ class MpiCommunicator final : public Communicator {
                     std::span<const std::size_t> recv_counts) override;
   void send(const float* data, std::size_t count, int peer) override;
   void recv(float* data, std::size_t count, int peer) override;
+  void send_recv(const float* send, std::size_t send_count, int dst, float* recv, std::size_t recv_count,
+                 int src) override;
   std::unique_ptr<Communicator> split(int color, int key) override;
+  [[noreturn]] void abort(int code) override;
   double max_over_ranks(double value) override;
   std::vector<std::string> gather_strings(const std::string& s) override;
 

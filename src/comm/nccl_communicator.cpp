@@ -113,6 +113,15 @@ void NcclCommunicator::recv(float* data, std::size_t count, int peer) {
   wait();
 }
 
+void NcclCommunicator::send_recv(const float* send, std::size_t send_count, int dst, float* recv,
+                                 std::size_t recv_count, int src) {
+  check(ncclGroupStart(), "ncclGroupStart");
+  check(ncclSend(send, send_count, ncclFloat32, dst, comm_, stream_), "ncclSend");
+  check(ncclRecv(recv, recv_count, ncclFloat32, src, comm_, stream_), "ncclRecv");
+  check(ncclGroupEnd(), "ncclGroupEnd");
+  wait();
+}
+
 float* NcclCommunicator::allocate(std::size_t count) {
   void* p = nullptr;
   check(cudaMalloc(&p, (count > 0 ? count : 1) * sizeof(float)), "cudaMalloc");

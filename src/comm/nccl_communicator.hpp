@@ -37,7 +37,10 @@ class NcclCommunicator final : public Communicator {
                     std::span<const std::size_t> recv_counts) override;
   void send(const float* data, std::size_t count, int peer) override;
   void recv(float* data, std::size_t count, int peer) override;
+  void send_recv(const float* send, std::size_t send_count, int dst, float* recv, std::size_t recv_count,
+                 int src) override;
   std::unique_ptr<Communicator> split(int color, int key) override;
+  [[noreturn]] void abort(int code) override { host_.abort(code); }
   double max_over_ranks(double value) override { return host_.max_over_ranks(value); }
   std::vector<std::string> gather_strings(const std::string& s) override { return host_.gather_strings(s); }
   std::string broadcast_bytes(const std::string& bytes) override { return host_.broadcast_bytes(bytes); }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdlib>
 #include <stdexcept>
 
 #include "src/comm/communicator.hpp"
@@ -27,7 +28,9 @@ class SelfCommunicator final : public Communicator {
   }
   void send(const float*, std::size_t, int peer) override { no_peer(peer); }
   void recv(float*, std::size_t, int peer) override { no_peer(peer); }
+  void send_recv(const float*, std::size_t, int dst, float*, std::size_t, int) override { no_peer(dst); }
   std::unique_ptr<Communicator> split(int, int) override { return std::make_unique<SelfCommunicator>(); }
+  [[noreturn]] void abort(int code) override { std::exit(code); }
   double max_over_ranks(double value) override { return value; }
   std::vector<std::string> gather_strings(const std::string& s) override { return {s}; }
   std::string broadcast_bytes(const std::string& bytes) override { return bytes; }

@@ -97,6 +97,8 @@ class Backend {
   // Returns once all issued work is complete (timing, host reads).
   virtual void synchronize() {}
 
+  // y (rows x cols) += b broadcast over rows.
+  virtual void add_bias(float* y, const float* b, int rows, int cols) = 0;
   // y += alpha * x; x *= alpha; sum of squares in double.
   virtual void axpy(float alpha, const float* x, float* y, std::size_t n) = 0;
   virtual void scale(float alpha, float* x, std::size_t n) = 0;
@@ -138,13 +140,25 @@ class Backend {
                                   const float* probs, float* dq, float* dk, float* dv,
                                   int ld_grad) = 0;
 
+  // Rotary positions (open_lm's rotate_half), in place on `heads` heads of head_dim
+  // columns from x with row stride ld (q and k side by side in a fused QKV buffer);
+  // position = row % seq. The backward applies the inverse rotation to the gradient.
+  virtual void rotary_forward(float* x, int ld, int rows, int seq, int heads, int head_dim, double theta) = 0;
+  virtual void rotary_backward(float* dx, int ld, int rows, int seq, int heads, int head_dim, double theta) = 0;
+  // SwiGLU: x rows x 2f ([gate | value]), y rows x f = silu(gate) * value; dx rows x 2f.
+  virtual void swiglu_forward(const float* x, int rows, int f, float* y) = 0;
+  virtual void swiglu_backward(const float* dy, const float* x, int rows, int f, float* dx) = 0;
+
   // fairseq's gate from logits (tokens x experts).
   virtual Routing gate_forward(const float* logits, int tokens, int experts,
                                const kernels::GateOptions& options) = 0;
   // dlogits (tokens x experts) from d(combine weights) (tokens x k) and d(l_aux).
   virtual void gate_backward(const Routing& routing, const kernels::GateOptions& options,
                              const float* dweight, float daux, float* dlogits) = 0;
-  virtual DispatchMap make_dispatch(const Routing& routing) = 0;
+  // The expert-ordered buffer of a routing, experts placed in the order `slot_of_expert`
+  // gives (expert e's rows come slot_of_expert[e]-th; empty: expert order). DispatchMap's
+  // counts and offsets are indexed by slot.
+  virtual DispatchMap make_dispatch(const Routing& routing, const std::vector<int>& slot_of_expert) = 0;
   // y[r] = x[source[r]] for r < rows: permute, and any row gather.
   virtual void gather_rows(const float* x, int d, const int* source, int rows, float* y) = 0;
   // dx[source[r]] = dy[r] for r < rows (source a permutation of the rows of dx).

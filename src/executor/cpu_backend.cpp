@@ -16,6 +16,8 @@
 #include "kernels/linear.hpp"
 #include "kernels/norm.hpp"
 #include "kernels/permute.hpp"
+#include "kernels/rotary.hpp"
+#include "kernels/swiglu.hpp"
 #include "src/executor/backend.hpp"
 
 namespace moesim::exec {
@@ -64,6 +66,10 @@ struct Extents {
   std::size_t q, kv, out, probs;
 };
 
+std::size_t rotary_extent(int rows, int ld, int heads, int head_dim) {
+  return rows == 0 ? 0 : sz(rows - 1, ld) + sz(heads, head_dim);
+}
+
 class CpuBackend final : public Backend {
  public:
   std::string kind() const override { return "cpu"; }
@@ -85,6 +91,10 @@ class CpuBackend final : public Backend {
   void copy(void* dst, const void* src, std::size_t bytes) override { if (bytes) std::memmove(dst, src, bytes); }
   void zero(void* dst, std::size_t bytes) override { if (bytes) std::memset(dst, 0, bytes); }
 
+  void add_bias(float* y, const float* b, int rows, int cols) override {
+    for (int r = 0; r < rows; ++r)
+      for (int c = 0; c < cols; ++c) y[sz(r, cols) + sz(c)] += b[c];
+  }
   void axpy(float alpha, const float* x, float* y, std::size_t n) override {
     for (std::size_t i = 0; i < n; ++i) y[i] += alpha * x[i];
   }
@@ -179,6 +189,21 @@ class CpuBackend final : public Backend {
                                 view(dk, g.kv), view(dv, g.kv), ld_grad);
   }
 
+  void rotary_forward(float* x, int ld, int rows, int seq, int heads, int head_dim, double theta) override {
+    const kernels::RotaryShape shape{rows, seq, heads, head_dim, theta};
+    kernels::rotary_forward(shape, view(x, rotary_extent(rows, ld, heads, head_dim)), ld);
+  }
+  void rotary_backward(float* dx, int ld, int rows, int seq, int heads, int head_dim, double theta) override {
+    const kernels::RotaryShape shape{rows, seq, heads, head_dim, theta};
+    kernels::rotary_backward(shape, view(dx, rotary_extent(rows, ld, heads, head_dim)), ld);
+  }
+  void swiglu_forward(const float* x, int rows, int f, float* y) override {
+    kernels::swiglu_forward(cview(x, sz(rows, 2 * f)), rows, f, view(y, sz(rows, f)));
+  }
+  void swiglu_backward(const float* dy, const float* x, int rows, int f, float* dx) override {
+    kernels::swiglu_backward(cview(dy, sz(rows, f)), cview(x, sz(rows, 2 * f)), rows, f, view(dx, sz(rows, 2 * f)));
+  }
+
   Routing gate_forward(const float* logits, int tokens, int experts,
                        const kernels::GateOptions& options) override {
     kernels::GateResult g =
@@ -219,9 +244,12 @@ class CpuBackend final : public Backend {
     kernels::gate_backward(g, options, cview(dweight, sz(r.tokens, r.k)), daux,
                            view(dlogits, sz(r.tokens, r.experts)));
   }
-  DispatchMap make_dispatch(const Routing& r) override {
+  DispatchMap make_dispatch(const Routing& r, const std::vector<int>& slot_of_expert) override {
+    std::vector<int> slot(r.expert.data(), r.expert.data() + r.expert.size());
+    if (!slot_of_expert.empty())
+      for (int& e : slot) e = slot_of_expert[sz(e)];
     const kernels::Dispatch d = kernels::make_dispatch(
-        cview(r.expert.data(), r.expert.size()), cview(r.location.data(), r.location.size()),
+        slot, cview(r.location.data(), r.location.size()),
         cview(r.kept.data(), r.kept.size()), r.tokens, r.experts, r.k, r.capacity,
         kernels::DispatchLayout::Packed);
     DispatchMap m;

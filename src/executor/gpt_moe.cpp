@@ -9,6 +9,19 @@
 #include "src/executor/moe_layer.hpp"
 
 namespace moesim::exec {
+
+// What one layer's backward reads from its forward.
+struct LayerActs {
+  Array<float> x_in, h1, mean1, rstd1, qkv, probs, ctx, x_mid, h2, mean2, rstd2;
+  Array<float> pre, act;  // dense FFN
+  MoeSaved moe;
+};
+
+MicroBatchState::MicroBatchState() = default;
+MicroBatchState::~MicroBatchState() = default;
+MicroBatchState::MicroBatchState(MicroBatchState&&) noexcept = default;
+MicroBatchState& MicroBatchState::operator=(MicroBatchState&&) noexcept = default;
+
 namespace {
 
 // torch.nn.LayerNorm's default epsilon, which fairseq, Megatron and open_lm keep; the model
@@ -16,12 +29,7 @@ namespace {
 constexpr float kNormEps = 1e-5f;
 
 std::size_t z(long long n) { return static_cast<std::size_t>(n); }
-
-struct LayerActs {
-  Array<float> x_in, h1, mean1, rstd1, qkv, probs, ctx, x_mid, h2, mean2, rstd2;
-  Array<float> pre, act;  // dense FFN
-  MoeSaved moe;
-};
+std::size_t round_up(std::size_t n, int m) { return (n + z(m) - 1) / z(m) * z(m); }
 
 kernels::SecondExpertPolicy to_kernel(SecondExpertPolicy p) {
   switch (p) {
@@ -51,7 +59,7 @@ struct Views {
 };
 
 // Tallies the routed first and second choices of each expert (by expert id).
-void count_choices(Backend& B, const ExpertShard& shard, const Routing& g, MicroBatchResult& out) {
+void count_choices(Backend& B, const Routing& g, MicroBatchResult& out) {
   const std::size_t n = z(g.tokens) * z(g.k);
   std::vector<int> expert(n), location(n);
   B.download(expert.data(), g.expert.data(), n * sizeof(int));
@@ -61,7 +69,7 @@ void count_choices(Backend& B, const ExpertShard& shard, const Routing& g, Micro
     for (int j = 0; j < g.k; ++j) {
       const std::size_t c = t * z(g.k) + z(j);
       if (location[c] < 0) continue;
-      (j == 0 ? first : second)[z(shard.expert_of_slot(expert[c]))] += 1;
+      (j == 0 ? first : second)[z(expert[c])] += 1;
     }
   out.expert1.push_back(std::move(first));
   out.expert2.push_back(std::move(second));
@@ -69,16 +77,20 @@ void count_choices(Backend& B, const ExpertShard& shard, const Routing& g, Micro
 
 }  // namespace
 
-Replica::Replica(Backend& b, const ModelSpec& m, const ExpertShard& s, int ep_rank)
-    : backend(b), model(m), shard(s), layout(param_layout(m, s, ep_rank)),
-      dense(b, layout.dense_size), expert(b, layout.expert_size),
-      dense_grad(b, layout.dense_size), expert_grad(b, layout.expert_size) {
+Replica::Replica(Backend& b, const ModelSpec& m, const ExpertShard& s, int ep_rank, int tp_size, int tp_index,
+                 int pp, int stage, int dense_shards, int expert_shards)
+    : backend(b), model(m), shard(s), tp(tp_size), tp_rank(tp_index),
+      layout(param_layout(m, s, ep_rank, tp, tp_rank, pp, stage)),
+      dense(b, round_up(layout.dense_size, dense_shards)), expert(b, round_up(layout.expert_size, expert_shards)),
+      dense_grad(b, dense.size()), expert_grad(b, expert.size()) {
   // Large enough for any bias or shift: experts x max(d, f) covers expert biases.
   const std::size_t width = z(std::max({m.d_model, m.ffn_dim, m.expert_ffn()}));
   const std::size_t n = width * z(std::max(1, layout.local_experts));
   zeros = Array<float>(b, n);
   sink = Array<float>(b, n);
   b.zero(zeros.data(), n * sizeof(float));
+  b.zero(dense.data(), dense.size() * sizeof(float));
+  b.zero(expert.data(), expert.size() * sizeof(float));
   b.zero(dense_grad.data(), dense_grad.size() * sizeof(float));
   b.zero(expert_grad.data(), expert_grad.size() * sizeof(float));
 }
@@ -93,137 +105,278 @@ kernels::GateOptions gate_options(const ModelSpec& model, int tokens, std::uint6
   return o;
 }
 
-MicroBatchResult train_micro_batch(Replica& r, Communicator& ep_comm, const MicroBatchInput& in) {
+namespace {
+
+// The shapes of one micro-batch, computed once.
+struct Dims {
+  Dims(const Replica& r, const MicroBatchInput& in)
+      : seq(static_cast<int>(r.model.seq_len)), rows(in.mbs * seq), d(static_cast<int>(r.model.d_model)),
+        V(static_cast<int>(r.model.vocab)), heads(r.model.heads / r.tp), kv_heads(r.model.kv_heads / r.tp),
+        hd(static_cast<int>(r.model.head_dim)), qw(heads * hd), kvw(kv_heads * hd), qkv_w(qw + 2 * kvw),
+        rd(z(rows) * z(d)), f_dense(static_cast<int>(r.model.ffn_dim / r.tp)),
+        swiglu(r.model.activation == Activation::swiglu), f1(swiglu ? 2 * f_dense : f_dense),
+        rotary(r.model.positions == Positions::rotary),
+        attn{in.mbs, seq, heads, kv_heads, hd, 1.0f / std::sqrt(static_cast<float>(hd))},
+        probs_size(z(in.mbs) * z(heads) * z(seq) * z(seq)),
+        moe{rows, d, static_cast<int>(r.model.expert_ffn() / r.tp), r.model.moe.experts, r.layout.local_experts,
+            r.model.is_moe() && r.shard.ep > 1 ? r.shard.slot_of_expert() : std::vector<int>{}} {
+    // Each MoE layer draws its own gate noise.
+    for (const LayerParams& L : r.layout.layers)
+      gates.push_back(gate_options(r.model, rows, kernels::mix64(in.gate_seed + z(L.index))));
+  }
+  int seq, rows, d, V;
+  int heads, kv_heads, hd, qw, kvw, qkv_w;  // this tensor-parallel rank's heads
+  std::size_t rd;
+  int f_dense;
+  bool swiglu;
+  int f1;
+  bool rotary;
+  AttentionShape attn;
+  std::size_t probs_size;
+  MoeLayerShape moe;
+  std::vector<kernels::GateOptions> gates;
+};
+
+// One micro-batch on one rank: the replica, its expert-parallel group and the shapes.
+struct Pass {
+  Replica& r;
+  Communicator& ep_comm;
+  Communicator& tp_comm;
+  const Dims& k;
   Backend& B = r.backend;
   const ModelSpec& m = r.model;
-  const Views v{r};
-  const int seq = static_cast<int>(m.seq_len);
-  const int rows = in.mbs * seq;
-  const int d = static_cast<int>(m.d_model);
-  const int V = static_cast<int>(m.vocab);
-  const int qw = static_cast<int>(m.heads * m.head_dim);
-  const int kvw = static_cast<int>(m.kv_heads * m.head_dim);
-  const int qkv_w = qw + 2 * kvw;
-  const std::size_t rd = z(rows) * z(d);
-  const AttentionShape attn{in.mbs, seq, m.heads, m.kv_heads, static_cast<int>(m.head_dim),
-                            1.0f / std::sqrt(static_cast<float>(m.head_dim))};
-  const std::size_t probs_size = z(in.mbs) * z(m.heads) * z(seq) * z(seq);
-  const int f_dense = static_cast<int>(m.ffn_dim);
-  const MoeLayerShape moe_shape{rows, d, static_cast<int>(m.expert_ffn()), m.moe.experts,
-                                r.layout.local_experts};
-  // Each MoE layer draws its own gate noise.
-  std::vector<kernels::GateOptions> gates;
-  for (std::size_t i = 0; i < r.layout.layers.size(); ++i)
-    gates.push_back(gate_options(m, rows, kernels::mix64(in.gate_seed + i)));
-  auto norm_fwd = [&](const float* x, std::size_t g, std::size_t b, Array<float>& y, Array<float>& mean,
-                      Array<float>& rstd) {
-    y = Array<float>(B, rd);
-    mean = Array<float>(B, z(rows));
-    rstd = Array<float>(B, z(rows));
-    B.norm_forward(x, v.p(g), v.beta(b), rows, d, kNormEps, y.data(), mean.data(), rstd.data());
-  };
+  Views v{r};
 
-  MicroBatchResult result;
-  result.tokens = rows;
-  Array<std::int32_t> tokens(B, z(rows)), targets(B, z(rows));
-  B.upload(tokens.data(), in.tokens, z(rows) * sizeof(std::int32_t));
-  B.upload(targets.data(), in.targets, z(rows) * sizeof(std::int32_t));
+  void norm_forward(const float* x, std::size_t g, std::size_t b, Array<float>& y, Array<float>& mean,
+                    Array<float>& rstd) {
+    y = Array<float>(B, k.rd);
+    mean = Array<float>(B, z(k.rows));
+    rstd = Array<float>(B, z(k.rows));
+    B.norm_forward(x, v.p(g), v.beta(b), k.rows, k.d, kNormEps, y.data(), mean.data(), rstd.data());
+  }
 
-  // Forward, keeping what the backward reads.
-  Array<float> x(B, rd);
-  B.embedding_forward(tokens.data(), rows, seq, v.p(r.layout.wte), v.p(r.layout.wpe), V, d, x.data());
-  std::vector<LayerActs> acts(r.layout.layers.size());
-  for (std::size_t i = 0; i < acts.size(); ++i) {
+  void attention(LayerActs& a, float* ctx) {
+    B.attention_forward(k.attn, a.qkv.data(), a.qkv.data() + k.qw, a.qkv.data() + k.qw + k.kvw, k.qkv_w, ctx,
+                        k.qw, a.probs.data());
+  }
+
+  // Layer i from a.x_in, keeping what the backward reads; returns the layer's output.
+  // `record` (the first pass, not a recomputation) collects the gate's figures.
+  Array<float> layer_forward(std::size_t i, LayerActs& a, MicroBatchResult* record) {
     const LayerParams& L = r.layout.layers[i];
-    LayerActs& a = acts[i];
-    a.x_in = std::move(x);
-    norm_fwd(a.x_in.data(), L.ln1_g, L.ln1_b, a.h1, a.mean1, a.rstd1);
-    a.qkv = Array<float>(B, z(rows) * z(qkv_w));
-    B.linear_forward(a.h1.data(), v.p(L.qkv_w), v.p(L.qkv_b), rows, d, qkv_w, a.qkv.data());
-    a.ctx = Array<float>(B, z(rows) * z(qw));
-    a.probs = Array<float>(B, probs_size);
-    B.attention_forward(attn, a.qkv.data(), a.qkv.data() + qw, a.qkv.data() + qw + kvw, qkv_w,
-                        a.ctx.data(), qw, a.probs.data());
-    a.x_mid = Array<float>(B, rd);
-    B.linear_forward(a.ctx.data(), v.p(L.proj_w), v.p(L.proj_b), rows, qw, d, a.x_mid.data());
-    B.axpy(1.0f, a.x_in.data(), a.x_mid.data(), rd);
-    norm_fwd(a.x_mid.data(), L.ln2_g, L.ln2_b, a.h2, a.mean2, a.rstd2);
-    x = Array<float>(B, rd);
+    const int rows = k.rows, d = k.d;
+    norm_forward(a.x_in.data(), L.ln1_g, L.ln1_b, a.h1, a.mean1, a.rstd1);
+    a.qkv = Array<float>(B, z(rows) * z(k.qkv_w));
+    B.linear_forward(a.h1.data(), v.p(L.qkv_w), v.p(L.qkv_b), rows, d, k.qkv_w, a.qkv.data());
+    if (k.rotary) B.rotary_forward(a.qkv.data(), k.qkv_w, rows, k.seq, k.heads + k.kv_heads, k.hd, m.rope_theta);
+    a.ctx = Array<float>(B, z(rows) * z(k.qw));
+    a.probs = Array<float>(B, k.probs_size);
+    attention(a, a.ctx.data());
+    a.x_mid = Array<float>(B, k.rd);
+    row_parallel(a.ctx.data(), L.proj_w, L.proj_b, k.qw, a.x_mid.data());
+    B.axpy(1.0f, a.x_in.data(), a.x_mid.data(), k.rd);
+    norm_forward(a.x_mid.data(), L.ln2_g, L.ln2_b, a.h2, a.mean2, a.rstd2);
+    Array<float> out(B, k.rd);
     if (!L.moe) {
-      a.pre = Array<float>(B, z(rows) * z(f_dense));
-      a.act = Array<float>(B, z(rows) * z(f_dense));
-      B.linear_forward(a.h2.data(), v.p(L.fc1_w), nullptr, rows, d, f_dense, a.pre.data());
-      B.bias_gelu_forward(a.pre.data(), v.p(L.fc1_b), rows, f_dense, a.act.data());
-      B.linear_forward(a.act.data(), v.p(L.fc2_w), v.p(L.fc2_b), rows, f_dense, d, x.data());
+      a.pre = Array<float>(B, z(rows) * z(k.f1));
+      a.act = Array<float>(B, z(rows) * z(k.f_dense));
+      if (k.swiglu) {
+        B.linear_forward(a.h2.data(), v.p(L.fc1_w), v.p(L.fc1_b), rows, d, k.f1, a.pre.data());
+        B.swiglu_forward(a.pre.data(), rows, k.f_dense, a.act.data());
+      } else {
+        B.linear_forward(a.h2.data(), v.p(L.fc1_w), nullptr, rows, d, k.f1, a.pre.data());
+        B.bias_gelu_forward(a.pre.data(), v.p(L.fc1_b), rows, k.f_dense, a.act.data());
+      }
+      row_parallel(a.act.data(), L.fc2_w, L.fc2_b, k.f_dense, out.data());
     } else {
-      const MoeLayerWeights w{v.p(L.gate_w), {v.pe(L.ex_w1), v.pe(L.ex_b1), v.pe(L.ex_w2), v.pe(L.ex_b2)}};
-      moe_forward(B, ep_comm, moe_shape, gates[i], w, a.h2.data(), x.data(), a.moe);
-      const Routing& g = a.moe.routing;
-      result.aux_loss_sum += g.aux_loss;
-      result.gate_stats.push_back(g.stats);
-      count_choices(B, r.shard, g, result);
+      moe_forward(B, ep_comm, k.moe, k.gates[i], moe_weights(L), a.h2.data(), out.data(), a.moe);
+      sum_over_tp(out.data(), k.rd);  // each rank combined its slice of every expert
+      if (record != nullptr) {
+        const Routing& g = a.moe.routing;
+        record->aux_loss_sum += g.aux_loss;
+        record->gate_stats.push_back(g.stats);
+        count_choices(B, g, *record);
+      }
     }
-    B.axpy(1.0f, a.x_mid.data(), x.data(), rd);
+    B.axpy(1.0f, a.x_mid.data(), out.data(), k.rd);
+    return out;
   }
-  Array<float> hf, meanf, rstdf;
-  const float* head_in = x.data();
-  if (m.final_norm) {
-    norm_fwd(x.data(), r.layout.lnf_g, r.layout.lnf_b, hf, meanf, rstdf);
-    head_in = hf.data();
-  }
-  const std::size_t head = m.tied_embeddings ? r.layout.wte : r.layout.head_w;
-  Array<float> logits(B, z(rows) * z(V)), lse(B, z(rows));
-  B.linear_forward(head_in, v.p(head), nullptr, rows, d, V, logits.data());
-  result.loss_sum = B.cross_entropy_forward(logits.data(), targets.data(), rows, V, lse.data());
 
-  // Backward.
-  Array<float> dlogits(B, z(rows) * z(V));
-  B.cross_entropy_backward(logits.data(), targets.data(), lse.data(), rows, V, in.loss_scale, dlogits.data());
-  logits = Array<float>();
-  Array<float> dx(B, rd), tmp(B, rd);
-  B.linear_backward(dlogits.data(), head_in, v.p(head), rows, d, V, m.final_norm ? tmp.data() : dx.data(),
-                    v.g(head), nullptr, true);
-  dlogits = Array<float>();
-  if (m.final_norm)
-    B.norm_backward(tmp.data(), x.data(), v.p(r.layout.lnf_g), meanf.data(), rstdf.data(), rows, d,
-                    dx.data(), v.g(r.layout.lnf_g), v.dbeta(r.layout.lnf_b));
-  for (std::size_t i = acts.size(); i-- > 0;) {
+  // dx: the gradient of layer i's output on entry, of its input on return.
+  void layer_backward(std::size_t i, LayerActs& a, float daux, Array<float>& dx) {
     const LayerParams& L = r.layout.layers[i];
-    LayerActs& a = acts[i];
-    // dx is the gradient of the layer's output: it flows into the FFN and, by the
-    // residual, on to x_mid.
-    Array<float> dh2(B, rd);
+    const int rows = k.rows, d = k.d;
+    Array<float> dh2(B, k.rd), tmp(B, k.rd);
+    // The FFN's input gradient; the residual carries dx on to x_mid.
     if (!L.moe) {
-      Array<float> dact(B, z(rows) * z(f_dense));
-      B.linear_backward(dx.data(), a.act.data(), v.p(L.fc2_w), rows, f_dense, d, dact.data(), v.g(L.fc2_w),
+      Array<float> dact(B, z(rows) * z(k.f_dense)), dpre(B, z(rows) * z(k.f1));
+      B.linear_backward(dx.data(), a.act.data(), v.p(L.fc2_w), rows, k.f_dense, d, dact.data(), v.g(L.fc2_w),
                         v.g(L.fc2_b), true);
-      B.bias_gelu_backward(dact.data(), a.pre.data(), v.p(L.fc1_b), rows, f_dense, dact.data(), v.g(L.fc1_b));
-      B.linear_backward(dact.data(), a.h2.data(), v.p(L.fc1_w), rows, d, f_dense, dh2.data(), v.g(L.fc1_w),
-                        nullptr, true);
+      if (k.swiglu) {
+        B.swiglu_backward(dact.data(), a.pre.data(), rows, k.f_dense, dpre.data());
+        B.linear_backward(dpre.data(), a.h2.data(), v.p(L.fc1_w), rows, d, k.f1, dh2.data(), v.g(L.fc1_w),
+                          v.g(L.fc1_b), true);
+      } else {
+        B.bias_gelu_backward(dact.data(), a.pre.data(), v.p(L.fc1_b), rows, k.f_dense, dpre.data(), v.g(L.fc1_b));
+        B.linear_backward(dpre.data(), a.h2.data(), v.p(L.fc1_w), rows, d, k.f1, dh2.data(), v.g(L.fc1_w),
+                          nullptr, true);
+      }
+      sum_over_tp(dh2.data(), k.rd);
     } else {
-      const MoeLayerWeights w{v.p(L.gate_w), {v.pe(L.ex_w1), v.pe(L.ex_b1), v.pe(L.ex_w2), v.pe(L.ex_b2)}};
-      moe_backward(B, ep_comm, moe_shape, gates[i], w, a.h2.data(), dx.data(), in.aux_scale, a.moe,
-                   dh2.data(), v.g(L.gate_w),
-                   {v.ge(L.ex_w1), v.ge(L.ex_b1), v.ge(L.ex_w2), v.ge(L.ex_b2)});
+      moe_backward(B, ep_comm, tp_comm, k.moe, k.gates[i], moe_weights(L), a.h2.data(), dx.data(), daux, a.moe,
+                   dh2.data(), v.g(L.gate_w), {v.ge(L.ex_w1), v.ge(L.ex_b1), v.ge(L.ex_w2), b2_grad(L)});
     }
-    B.norm_backward(dh2.data(), a.x_mid.data(), v.p(L.ln2_g), a.mean2.data(), a.rstd2.data(), rows, d,
-                    tmp.data(), v.g(L.ln2_g), v.dbeta(L.ln2_b));
-    B.axpy(1.0f, tmp.data(), dx.data(), rd);  // dx is now d(x_mid)
-    Array<float> dctx(B, z(rows) * z(qw));
-    B.linear_backward(dx.data(), a.ctx.data(), v.p(L.proj_w), rows, qw, d, dctx.data(), v.g(L.proj_w),
+    B.norm_backward(dh2.data(), a.x_mid.data(), v.p(L.ln2_g), a.mean2.data(), a.rstd2.data(), rows, d, tmp.data(),
+                    v.g(L.ln2_g), v.dbeta(L.ln2_b));
+    B.axpy(1.0f, tmp.data(), dx.data(), k.rd);  // dx is now d(x_mid)
+    Array<float> dctx(B, z(rows) * z(k.qw));
+    B.linear_backward(dx.data(), a.ctx.data(), v.p(L.proj_w), rows, k.qw, d, dctx.data(), v.g(L.proj_w),
                       v.g(L.proj_b), true);
-    Array<float> dqkv(B, z(rows) * z(qkv_w));
-    B.attention_backward(attn, dctx.data(), qw, a.qkv.data(), a.qkv.data() + qw, a.qkv.data() + qw + kvw,
-                         qkv_w, a.probs.data(), dqkv.data(), dqkv.data() + qw, dqkv.data() + qw + kvw,
-                         qkv_w);
-    B.linear_backward(dqkv.data(), a.h1.data(), v.p(L.qkv_w), rows, d, qkv_w, tmp.data(), v.g(L.qkv_w),
+    if (a.probs.empty()) {  // selective recomputation dropped the attention's softmax
+      a.probs = Array<float>(B, k.probs_size);
+      Array<float> ctx(B, z(rows) * z(k.qw));
+      attention(a, ctx.data());
+    }
+    Array<float> dqkv(B, z(rows) * z(k.qkv_w));
+    B.attention_backward(k.attn, dctx.data(), k.qw, a.qkv.data(), a.qkv.data() + k.qw, a.qkv.data() + k.qw + k.kvw,
+                         k.qkv_w, a.probs.data(), dqkv.data(), dqkv.data() + k.qw, dqkv.data() + k.qw + k.kvw,
+                         k.qkv_w);
+    if (k.rotary) B.rotary_backward(dqkv.data(), k.qkv_w, rows, k.seq, k.heads + k.kv_heads, k.hd, m.rope_theta);
+    B.linear_backward(dqkv.data(), a.h1.data(), v.p(L.qkv_w), rows, d, k.qkv_w, tmp.data(), v.g(L.qkv_w),
                       v.g(L.qkv_b), true);
-    B.norm_backward(tmp.data(), a.x_in.data(), v.p(L.ln1_g), a.mean1.data(), a.rstd1.data(), rows, d,
-                    dh2.data(), v.g(L.ln1_g), v.dbeta(L.ln1_b));
-    B.axpy(1.0f, dh2.data(), dx.data(), rd);  // dx is now d(x_in)
+    sum_over_tp(tmp.data(), k.rd);
+    B.norm_backward(tmp.data(), a.x_in.data(), v.p(L.ln1_g), a.mean1.data(), a.rstd1.data(), rows, d, dh2.data(),
+                    v.g(L.ln1_g), v.dbeta(L.ln1_b));
+    B.axpy(1.0f, dh2.data(), dx.data(), k.rd);  // dx is now d(x_in)
+  }
+
+  // Under tensor parallelism each rank's experts give a partial sum of the output; the
+  // output bias joins on one rank only, so the sum adds it once.
+  MoeLayerWeights moe_weights(const LayerParams& L) const {
+    const float* b2 = r.tp_rank == 0 ? v.pe(L.ex_b2) : r.zeros.data();
+    return {v.p(L.gate_w), {v.pe(L.ex_w1), v.pe(L.ex_b1), v.pe(L.ex_w2), b2}};
+  }
+  float* b2_grad(const LayerParams& L) const { return r.tp_rank == 0 ? v.ge(L.ex_b2) : r.sink.data(); }
+
+  // y = x W^T (+ b) for a layer whose input columns are split over tensor parallel: the
+  // partial products are summed over the ranks, then the bias is added once.
+  void row_parallel(const float* x, std::size_t w, std::size_t b, int in, float* y) {
+    if (r.tp == 1) {
+      B.linear_forward(x, v.p(w), v.p(b), k.rows, in, k.d, y);
+      return;
+    }
+    B.linear_forward(x, v.p(w), nullptr, k.rows, in, k.d, y);
+    sum_over_tp(y, k.rd);
+    if (b != kAbsent) B.add_bias(y, v.p(b), k.rows, k.d);
+  }
+  void sum_over_tp(float* x, std::size_t n) {
+    if (tp_comm.size() == 1) return;
+    B.synchronize();
+    tp_comm.all_reduce(x, n);
+    tp_comm.wait();
+  }
+};
+
+}  // namespace
+
+Array<float> stage_forward(Replica& r, const StageComms& comms, const MicroBatchInput& in, Array<float> input,
+                           MicroBatchState& state, MicroBatchResult& result) {
+  const Dims k(r, in);
+  Pass pass{r, comms.ep, comms.tp, k};
+  Backend& B = r.backend;
+  const ModelSpec& m = r.model;
+  const Views& v = pass.v;
+  const int rows = k.rows, d = k.d, V = k.V;
+  result.tokens = rows;
+
+  // The first stage embeds the tokens; the others continue from the previous stage.
+  Array<float> x;
+  if (r.layout.first_stage) {
+    state.tokens = Array<std::int32_t>(B, z(rows));
+    B.upload(state.tokens.data(), in.tokens, z(rows) * sizeof(std::int32_t));
+    x = Array<float>(B, k.rd);
+    B.embedding_forward(state.tokens.data(), rows, k.seq, v.p(r.layout.wte), v.p(r.layout.wpe), V, d, x.data());
+  } else {
+    x = std::move(input);
+  }
+  // Full recomputation keeps only each layer's input and runs the layer again before its
+  // backward; selective drops the attention's softmax (Megatron's choice: the biggest
+  // activation and the cheapest to remake).
+  state.acts = std::vector<LayerActs>(r.layout.layers.size());
+  for (std::size_t i = 0; i < state.acts.size(); ++i) {
+    LayerActs& a = state.acts[i];
+    a.x_in = std::move(x);
+    x = pass.layer_forward(i, a, &result);
+    if (in.recompute == Recompute::full) {
+      Array<float> keep = std::move(a.x_in);
+      a = LayerActs();
+      a.x_in = std::move(keep);
+    } else if (in.recompute == Recompute::selective) {
+      a.probs = Array<float>();
+    }
+  }
+  if (!r.layout.last_stage) return x;
+
+  // The last stage: final norm, output head and loss; the logits stay for the backward.
+  state.x_out = std::move(x);
+  const float* head_in = state.x_out.data();
+  if (m.final_norm) {
+    pass.norm_forward(state.x_out.data(), r.layout.lnf_g, r.layout.lnf_b, state.hf, state.meanf, state.rstdf);
+    head_in = state.hf.data();
+  }
+  state.targets = Array<std::int32_t>(B, z(rows));
+  B.upload(state.targets.data(), in.targets, z(rows) * sizeof(std::int32_t));
+  state.logits = Array<float>(B, z(rows) * z(V));
+  state.lse = Array<float>(B, z(rows));
+  B.linear_forward(head_in, v.p(r.layout.head_w), nullptr, rows, d, V, state.logits.data());
+  result.loss_sum = B.cross_entropy_forward(state.logits.data(), state.targets.data(), rows, V, state.lse.data());
+  return {};
+}
+
+Array<float> stage_backward(Replica& r, const StageComms& comms, const MicroBatchInput& in, Array<float> grad,
+                            MicroBatchState& state) {
+  const Dims k(r, in);
+  Pass pass{r, comms.ep, comms.tp, k};
+  Backend& B = r.backend;
+  const ModelSpec& m = r.model;
+  const Views& v = pass.v;
+  const int rows = k.rows, d = k.d, V = k.V;
+
+  Array<float> dx;
+  if (r.layout.last_stage) {
+    Array<float> dlogits(B, z(rows) * z(V));
+    B.cross_entropy_backward(state.logits.data(), state.targets.data(), state.lse.data(), rows, V, in.loss_scale,
+                             dlogits.data());
+    state.logits = Array<float>();
+    dx = Array<float>(B, k.rd);
+    Array<float> tmp(B, k.rd);
+    const float* head_in = m.final_norm ? state.hf.data() : state.x_out.data();
+    B.linear_backward(dlogits.data(), head_in, v.p(r.layout.head_w), rows, d, V, m.final_norm ? tmp.data() : dx.data(),
+                      v.g(r.layout.head_w), nullptr, true);
+    if (m.final_norm)
+      B.norm_backward(tmp.data(), state.x_out.data(), v.p(r.layout.lnf_g), state.meanf.data(), state.rstdf.data(),
+                      rows, d, dx.data(), v.g(r.layout.lnf_g), v.dbeta(r.layout.lnf_b));
+  } else {
+    dx = std::move(grad);
+  }
+  for (std::size_t i = state.acts.size(); i-- > 0;) {
+    LayerActs& a = state.acts[i];
+    if (in.recompute == Recompute::full) pass.layer_forward(i, a, nullptr);
+    pass.layer_backward(i, a, in.aux_scale, dx);
     a = LayerActs();
   }
-  B.embedding_backward(dx.data(), tokens.data(), rows, seq, V, d, v.g(r.layout.wte), v.g(r.layout.wpe));
+  if (r.layout.first_stage)
+    B.embedding_backward(dx.data(), state.tokens.data(), rows, k.seq, V, d, v.g(r.layout.wte), v.g(r.layout.wpe));
+  state = MicroBatchState();
+  if (r.layout.first_stage) return {};
+  return dx;
+}
+
+MicroBatchResult train_micro_batch(Replica& r, const StageComms& comms, const MicroBatchInput& in) {
+  MicroBatchResult result;
+  MicroBatchState state;
+  stage_forward(r, comms, in, {}, state, result);
+  stage_backward(r, comms, in, {}, state);
   return result;
 }
 

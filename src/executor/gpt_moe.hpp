@@ -11,15 +11,20 @@
 #include "src/executor/backend.hpp"
 #include "src/executor/parameters.hpp"
 #include "src/model/model_spec.hpp"
+#include "src/plan/plan.hpp"
 
 namespace moesim::exec {
 
 struct Replica {
-  Replica(Backend& backend, const ModelSpec& model, const ExpertShard& shard, int ep_rank);
+  // Buffers are padded to a multiple of the shard counts, so a sharded optimizer (ZeRO)
+  // splits them into equal chunks; padding holds zeros.
+  Replica(Backend& backend, const ModelSpec& model, const ExpertShard& shard, int ep_rank, int tp = 1,
+          int tp_rank = 0, int pp = 1, int stage = 0, int dense_shards = 1, int expert_shards = 1);
 
   Backend& backend;
   const ModelSpec& model;
   ExpertShard shard;
+  int tp = 1, tp_rank = 0;  // tensor-parallel group size and this rank in it
   ModelParams layout;
   Array<float> dense, expert;            // parameters
   Array<float> dense_grad, expert_grad;  // their gradients, accumulated over micro-batches
@@ -45,11 +50,41 @@ struct MicroBatchInput {
   std::uint64_t gate_seed = 0;  // the gate's random draws for this micro-batch
   float loss_scale = 0;         // d(loss)/d(loss_sum): 1 / tokens of the global batch
   float aux_scale = 0;          // d(loss)/d(l_aux) of each gate call
+  Recompute recompute = Recompute::none;
 };
 
-// Runs the forward and the backward of one micro-batch, adding to the replica's gradients.
-// `ep_comm` is the expert-parallel group.
-MicroBatchResult train_micro_batch(Replica& replica, Communicator& ep_comm, const MicroBatchInput& in);
+// The groups a stage's layers talk over: expert parallel (the all-to-alls) and tensor
+// parallel (the partial sums).
+struct StageComms {
+  Communicator& ep;
+  Communicator& tp;
+};
+
+// What a micro-batch's backward on this stage reads from its forward.
+struct LayerActs;
+struct MicroBatchState {
+  MicroBatchState();
+  ~MicroBatchState();
+  MicroBatchState(MicroBatchState&&) noexcept;
+  MicroBatchState& operator=(MicroBatchState&&) noexcept;
+  Array<std::int32_t> tokens, targets;
+  std::vector<LayerActs> acts;
+  Array<float> x_out, hf, meanf, rstdf, logits, lse;  // last stage
+};
+
+// The forward of this pipeline stage's layers for one micro-batch. The first stage embeds
+// in.tokens; the others continue from `input` (rows x d from the previous stage). The last
+// stage computes the loss (into `result`) and returns nothing; the others return the
+// activations to send on.
+Array<float> stage_forward(Replica& replica, const StageComms& comms, const MicroBatchInput& in, Array<float> input,
+                           MicroBatchState& state, MicroBatchResult& result);
+// The backward, adding to the replica's gradients: the last stage starts from the loss, the
+// others from `grad` (the next stage's input gradient). Returns the gradient of the stage's
+// input for the previous stage (nothing on the first stage).
+Array<float> stage_backward(Replica& replica, const StageComms& comms, const MicroBatchInput& in, Array<float> grad,
+                            MicroBatchState& state);
+// Both, for a model on one stage.
+MicroBatchResult train_micro_batch(Replica& replica, const StageComms& comms, const MicroBatchInput& in);
 
 // The gate options of an MoE layer for `tokens` tokens on a rank (capacity from
 // src/accounting/capacity.hpp, as the simulator sizes it).

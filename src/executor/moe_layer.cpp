@@ -31,6 +31,13 @@ std::vector<int> exchange_counts(Backend& backend, Communicator& comm, const std
   return out;
 }
 
+void sum_over(Backend& backend, Communicator& comm, float* x, std::size_t n) {
+  if (comm.size() == 1) return;
+  backend.synchronize();
+  comm.all_reduce(x, n);
+  comm.wait();
+}
+
 }  // namespace
 
 void moe_forward(Backend& backend, Communicator& comm, const MoeLayerShape& s,
@@ -40,7 +47,7 @@ void moe_forward(Backend& backend, Communicator& comm, const MoeLayerShape& s,
   Array<float> logits(backend, z(s.tokens) * z(s.experts));
   backend.linear_forward(h, w.gate_w, nullptr, s.tokens, d, s.experts, logits.data());
   saved.routing = backend.gate_forward(logits.data(), s.tokens, s.experts, gate);
-  saved.map = backend.make_dispatch(saved.routing);
+  saved.map = backend.make_dispatch(saved.routing, s.slot_of_expert);
   const DispatchMap& map = saved.map;
   saved.x_perm = Array<float>(backend, z(map.rows) * z(d));
   backend.gather_rows(h, d, map.source.data(), map.rows, saved.x_perm.data());
@@ -61,6 +68,7 @@ void moe_forward(Backend& backend, Communicator& comm, const MoeLayerShape& s,
       for (int l = 0; l < L; ++l) saved.recv_rows[z(p)] += z(recv[z(p * L + l)]);
     R = static_cast<int>(std::accumulate(saved.recv_rows.begin(), saved.recv_rows.end(), std::size_t{0}));
     Array<float> x_recv(backend, z(R) * z(d));
+    backend.synchronize();  // NCCL reads on its own stream what this one wrote
     comm.all_to_all_v(saved.x_perm.data(), times(saved.send_rows, d), x_recv.data(), times(saved.recv_rows, d));
     comm.wait();
     // Received rows are peer-major (peer p's rows for expert 0, 1, ...); the grouped GEMM
@@ -101,13 +109,14 @@ void moe_forward(Backend& backend, Communicator& comm, const MoeLayerShape& s,
     Array<float> y_recv(backend, z(R) * z(d));
     backend.scatter_rows(y_e.data(), d, saved.regroup.data(), R, y_recv.data());
     saved.y_perm = Array<float>(backend, z(map.rows) * z(d));
+    backend.synchronize();  // NCCL reads on its own stream what this one wrote
     comm.all_to_all_v(y_recv.data(), times(saved.recv_rows, d), saved.y_perm.data(), times(saved.send_rows, d));
     comm.wait();
   }
   backend.unpermute(saved.y_perm.data(), d, map, saved.routing.weight.data(), out);
 }
 
-void moe_backward(Backend& backend, Communicator& comm, const MoeLayerShape& s,
+void moe_backward(Backend& backend, Communicator& comm, Communicator& tp, const MoeLayerShape& s,
                   const kernels::GateOptions& gate, const MoeLayerWeights& w, const float* h,
                   const float* dout, float daux, MoeSaved& saved, float* dh, float* dgate_w,
                   Backend::ExpertGrads dexperts) {
@@ -118,11 +127,14 @@ void moe_backward(Backend& backend, Communicator& comm, const MoeLayerShape& s,
   Array<float> dweight(backend, z(s.tokens) * z(map.k));
   backend.unpermute_backward(dout, saved.y_perm.data(), d, map, saved.routing.weight.data(),
                              dy_perm.data(), dweight.data());
+  // Under tensor parallelism y_perm holds this rank's partial expert outputs.
+  sum_over(backend, tp, dweight.data(), z(s.tokens) * z(map.k));
 
   const int R = peers == 1 ? map.rows : static_cast<int>(saved.regroup.size());
   Array<float> dy_e, dx_e(backend, z(R) * z(d));
   if (peers > 1) {
     Array<float> dy_recv(backend, z(R) * z(d));
+    backend.synchronize();  // NCCL reads on its own stream what this one wrote
     comm.all_to_all_v(dy_perm.data(), times(saved.send_rows, d), dy_recv.data(), times(saved.recv_rows, d));
     comm.wait();
     dy_e = Array<float>(backend, z(R) * z(d));
@@ -138,10 +150,12 @@ void moe_backward(Backend& backend, Communicator& comm, const MoeLayerShape& s,
     Array<float> dx_recv(backend, z(R) * z(d));
     backend.scatter_rows(dx_e.data(), d, saved.regroup.data(), R, dx_recv.data());
     dx_perm = Array<float>(backend, z(map.rows) * z(d));
+    backend.synchronize();  // NCCL reads on its own stream what this one wrote
     comm.all_to_all_v(dx_recv.data(), times(saved.recv_rows, d), dx_perm.data(), times(saved.send_rows, d));
     comm.wait();
   }
   backend.permute_backward(peers == 1 ? dx_e.data() : dx_perm.data(), d, map, dh);
+  sum_over(backend, tp, dh, z(s.tokens) * z(d));  // each rank's experts saw a slice of the FFN
 
   Array<float> dlogits(backend, z(s.tokens) * z(s.experts));
   backend.gate_backward(saved.routing, gate, dweight.data(), daux, dlogits.data());

@@ -18,10 +18,11 @@ struct MoeLayerShape {
   int f = 0;          // expert FFN dim
   int experts = 0;    // global experts (slots)
   int local_experts = 0;
+  std::vector<int> slot_of_expert;  // ExpertShard::slot_of_expert(); empty: identity
 };
 
 struct MoeLayerWeights {
-  const float* gate_w = nullptr;  // experts x d, rows in slot order
+  const float* gate_w = nullptr;  // experts x d
   Backend::ExpertWeights experts{};
 };
 
@@ -46,8 +47,9 @@ void moe_forward(Backend& backend, Communicator& comm, const MoeLayerShape& shap
                  float* out, MoeSaved& saved);
 
 // dh (tokens x d, overwritten) from dout; gradients of the gate (dgate_w) and the experts
-// are added to. daux is d(loss)/d(l_aux) of this call.
-void moe_backward(Backend& backend, Communicator& comm, const MoeLayerShape& shape,
+// are added to. daux is d(loss)/d(l_aux) of this call. `tp` is the tensor-parallel group
+// over which each expert's FFN is split (the forward's caller sums its output over it).
+void moe_backward(Backend& backend, Communicator& comm, Communicator& tp, const MoeLayerShape& shape,
                   const kernels::GateOptions& gate, const MoeLayerWeights& w, const float* h,
                   const float* dout, float daux, MoeSaved& saved, float* dh, float* dgate_w,
                   Backend::ExpertGrads dexperts);

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/counter_rng.hpp"
+#include "src/accounting/params.hpp"
 
 namespace moesim::exec {
 namespace {
@@ -12,16 +13,27 @@ class LayoutBuilder {
  public:
   explicit LayoutBuilder(ModelParams& out) : out_(out) {}
 
+  // A tensor held whole by every tensor-parallel rank (or blocks of it: experts).
   std::size_t add(std::string name, ParamGroup group, std::size_t size, InitKind init,
                   std::size_t block_size = 0, std::vector<int> block_ids = {}) {
-    std::size_t& end = group == ParamGroup::dense ? out_.dense_size : out_.expert_size;
-    out_.tensors.push_back({std::move(name), group, end, size, init, block_size, std::move(block_ids)});
-    const std::size_t offset = end;
-    end += size;
-    return offset;
+    return place({std::move(name), group, 0, size, init, block_size, std::move(block_ids), false});
+  }
+  // This tensor-parallel rank's blocks of a tensor split over the ranks.
+  std::size_t split(std::string name, ParamGroup group, InitKind init, std::size_t block_size,
+                    std::vector<int> block_ids) {
+    const std::size_t size = block_size * block_ids.size();
+    return place({std::move(name), group, 0, size, init, block_size, std::move(block_ids), true});
   }
 
  private:
+  std::size_t place(ParamTensor t) {
+    std::size_t& end = t.group == ParamGroup::dense ? out_.dense_size : out_.expert_size;
+    t.offset = end;
+    end += t.size;
+    out_.tensors.push_back(std::move(t));
+    return out_.tensors.back().offset;
+  }
+
   ModelParams& out_;
 };
 
@@ -48,59 +60,116 @@ double normal(std::uint64_t key, std::uint64_t index) {
 
 }  // namespace
 
-ModelParams param_layout(const ModelSpec& m, const ExpertShard& shard, int ep_rank) {
+namespace {
+
+std::vector<int> range_ids(int first, int count) {
+  std::vector<int> ids;
+  for (int i = 0; i < count; ++i) ids.push_back(first + i);
+  return ids;
+}
+
+// Block ids of a matrix whose rows are all kept and whose columns are split: row o keeps
+// global column blocks o * blocks_per_row + j for the listed j.
+std::vector<int> column_ids(std::size_t rows, int blocks_per_row, const std::vector<int>& kept) {
+  std::vector<int> ids;
+  for (std::size_t o = 0; o < rows; ++o)
+    for (const int j : kept) ids.push_back(static_cast<int>(o) * blocks_per_row + j);
+  return ids;
+}
+
+}  // namespace
+
+ModelParams param_layout(const ModelSpec& m, const ExpertShard& shard, int ep_rank, int tp, int tp_rank, int pp,
+                         int stage) {
   ModelParams p;
   LayoutBuilder b(p);
+  p.first_stage = stage == 0;
+  p.last_stage = stage == pp - 1;
+  Plan stages;
+  stages.pp = pp;
   const ParamGroup D = ParamGroup::dense;
   const std::size_t d = z(m.d_model);
-  const std::size_t q_width = z(m.heads * m.head_dim);
-  const std::size_t kv_width = z(m.kv_heads * m.head_dim);
+  const std::size_t hd = z(m.head_dim);
+  const int H = m.heads, KV = m.kv_heads;
+  const int Hl = H / tp, KVl = KV / tp;  // this tensor-parallel rank's heads
   const bool beta = m.norm == Norm::layernorm;
+  // Megatron's split: q, k, v and fc1 by output rows (heads, FFN columns), the out
+  // projection and fc2 by input columns; norms, embeddings, the gate and the biases added
+  // after the reduction are replicated.
+  std::vector<int> qkv_ids = range_ids(tp_rank * Hl, Hl);
+  for (const int id : range_ids(H + tp_rank * KVl, KVl)) qkv_ids.push_back(id);
+  for (const int id : range_ids(H + KV + tp_rank * KVl, KVl)) qkv_ids.push_back(id);
+  const std::vector<int> proj_ids = column_ids(d, H, range_ids(tp_rank * Hl, Hl));
 
-  p.wte = b.add("embed_tokens.weight", D, z(m.vocab) * d, InitKind::normal);
-  if (m.positions == Positions::learned)
-    p.wpe = b.add("embed_positions.weight", D, z(m.max_positions) * d, InitKind::normal);
+  if (p.first_stage) {
+    p.wte = b.add("embed_tokens.weight", D, z(m.vocab) * d, InitKind::normal);
+    if (m.positions == Positions::learned)
+      p.wpe = b.add("embed_positions.weight", D, z(m.max_positions) * d, InitKind::normal);
+  }
 
   p.local_experts = m.is_moe() ? shard.local_count() : 0;
-  std::vector<int> local_ids, slot_ids;
+  std::vector<int> local_ids;
   for (int l = 0; l < p.local_experts; ++l) local_ids.push_back(shard.expert_at(ep_rank, l));
-  for (int s = 0; s < m.moe.experts; ++s) slot_ids.push_back(shard.expert_of_slot(s));
 
-  for (int i = 0; i < m.layers; ++i) {
+  for (const int i : stage_layers(m, stages, stage)) {
     const std::string pre = "layers." + std::to_string(i) + ".";
     LayerParams L;
+    L.index = i;
     L.moe = m.is_moe_layer(i);
+    if (L.moe)
+      for (int j = 0; j < i; ++j) L.moe_index += m.is_moe_layer(j) ? 1 : 0;
     L.ln1_g = b.add(pre + "attn_norm.weight", D, d, InitKind::one);
     if (beta) L.ln1_b = b.add(pre + "attn_norm.bias", D, d, InitKind::zero);
-    L.qkv_w = b.add(pre + "attn.qkv.weight", D, (q_width + 2 * kv_width) * d, InitKind::normal);
-    if (m.bias || m.qkv_bias) L.qkv_b = b.add(pre + "attn.qkv.bias", D, q_width + 2 * kv_width, InitKind::zero);
-    L.proj_w = b.add(pre + "attn.out_proj.weight", D, d * q_width, InitKind::normal);
+    L.qkv_w = b.split(pre + "attn.qkv.weight", D, InitKind::normal, hd * d, qkv_ids);
+    if (m.bias || m.qkv_bias) L.qkv_b = b.split(pre + "attn.qkv.bias", D, InitKind::zero, hd, qkv_ids);
+    L.proj_w = b.split(pre + "attn.out_proj.weight", D, InitKind::normal, hd, proj_ids);
     if (m.bias) L.proj_b = b.add(pre + "attn.out_proj.bias", D, d, InitKind::zero);
     L.ln2_g = b.add(pre + "ffn_norm.weight", D, d, InitKind::one);
     if (beta) L.ln2_b = b.add(pre + "ffn_norm.bias", D, d, InitKind::zero);
     if (!L.moe) {
-      const std::size_t f = z(m.ffn_dim);
-      L.fc1_w = b.add(pre + "ffn.fc1.weight", D, f * d, InitKind::normal);
-      if (m.bias) L.fc1_b = b.add(pre + "ffn.fc1.bias", D, f, InitKind::zero);
-      L.fc2_w = b.add(pre + "ffn.fc2.weight", D, d * f, InitKind::normal);
+      const std::size_t fl = z(m.ffn_dim / tp);
+      // SwiGLU's fc1 is the fused [gate | value] projection (xformers' w12): each rank
+      // keeps its slice of both halves.
+      std::vector<int> fc1_ids{tp_rank};
+      if (m.activation == Activation::swiglu) fc1_ids.push_back(tp + tp_rank);
+      L.fc1_w = b.split(pre + "ffn.fc1.weight", D, InitKind::normal, fl * d, fc1_ids);
+      if (m.bias) L.fc1_b = b.split(pre + "ffn.fc1.bias", D, InitKind::zero, fl, fc1_ids);
+      L.fc2_w = b.split(pre + "ffn.fc2.weight", D, InitKind::normal, fl, column_ids(d, tp, {tp_rank}));
       if (m.bias) L.fc2_b = b.add(pre + "ffn.fc2.bias", D, d, InitKind::zero);
     } else {
-      const std::size_t f = z(m.expert_ffn());
-      const std::size_t n = z(p.local_experts);
+      // Experts split like the dense FFN (Megatron's expert tensor parallel = tp).
+      const std::size_t fl = z(m.expert_ffn() / tp);
       const ParamGroup E = ParamGroup::expert;
-      L.gate_w = b.add(pre + "moe.gate.wg.weight", D, z(m.moe.experts) * d, InitKind::normal, d, slot_ids);
-      L.ex_w1 = b.add(pre + "moe.experts.fc1.weight", E, n * f * d, InitKind::normal, f * d, local_ids);
-      if (m.expert_has_bias()) L.ex_b1 = b.add(pre + "moe.experts.fc1.bias", E, n * f, InitKind::zero, f, local_ids);
-      L.ex_w2 = b.add(pre + "moe.experts.fc2.weight", E, n * d * f, InitKind::normal, d * f, local_ids);
-      if (m.expert_has_bias()) L.ex_b2 = b.add(pre + "moe.experts.fc2.bias", E, n * d, InitKind::zero, d, local_ids);
+      std::vector<int> rows_ids, w2_ids;
+      for (const int e : local_ids) {
+        rows_ids.push_back(e * tp + tp_rank);
+        for (std::size_t o = 0; o < d; ++o) w2_ids.push_back(static_cast<int>((z(e) * d + o) * z(tp)) + tp_rank);
+      }
+      L.gate_w = b.add(pre + "moe.gate.wg.weight", D, z(m.moe.experts) * d, InitKind::normal);
+      L.ex_w1 = b.split(pre + "moe.experts.fc1.weight", E, InitKind::normal, fl * d, rows_ids);
+      if (m.expert_has_bias()) L.ex_b1 = b.split(pre + "moe.experts.fc1.bias", E, InitKind::zero, fl, rows_ids);
+      L.ex_w2 = b.split(pre + "moe.experts.fc2.weight", E, InitKind::normal, fl, w2_ids);
+      // The output bias is held by every rank but added (and so trained) on tp rank 0
+      // only: its gradient lives on one rank, as a split tensor's slices do.
+      if (m.expert_has_bias()) L.ex_b2 = b.split(pre + "moe.experts.fc2.bias", E, InitKind::zero, d, local_ids);
     }
     p.layers.push_back(L);
   }
+  if (!p.last_stage) return p;
   if (m.final_norm) {
     p.lnf_g = b.add("final_norm.weight", D, d, InitKind::one);
     if (beta) p.lnf_b = b.add("final_norm.bias", D, d, InitKind::zero);
   }
-  if (!m.tied_embeddings) p.head_w = b.add("output_projection.weight", D, z(m.vocab) * d, InitKind::normal);
+  if (!m.tied_embeddings) {
+    p.head_w = b.add("output_projection.weight", D, z(m.vocab) * d, InitKind::normal);
+  } else if (p.first_stage) {
+    p.head_w = p.wte;
+  } else {
+    // Megatron's copy of the tied embedding on the last stage: same name, so the same
+    // values, and its gradient summed with the first stage's every update.
+    p.head_w = b.add("embed_tokens.weight", D, z(m.vocab) * d, InitKind::normal);
+    p.tensors.back().shared_copy = true;
+  }
   return p;
 }
 

@@ -28,14 +28,20 @@ struct ParamTensor {
   std::size_t size = 0;
   InitKind init = InitKind::normal;
   // A tensor stored as blocks of block_size elements taken from the global tensor's blocks
-  // block_ids (local experts; the gate's rows in slot order). Empty: stored whole.
+  // block_ids (this rank's experts). Empty: stored whole.
   std::size_t block_size = 0;
   std::vector<int> block_ids;
+  bool tp_split = false;  // split over tensor parallel (else the same on every tp rank)
+  // The last pipeline stage's copy of the tied embedding: trained with the first stage's
+  // gradient added, and left out of the gradient norm (the first stage counts it).
+  bool shared_copy = false;
 };
 
 // Offsets of one layer's tensors (kAbsent where the model has none).
 struct LayerParams {
+  int index = 0;      // in the model
   bool moe = false;
+  int moe_index = 0;  // among the model's MoE layers
   std::size_t ln1_g = kAbsent, ln1_b = kAbsent, qkv_w = kAbsent, qkv_b = kAbsent;
   std::size_t proj_w = kAbsent, proj_b = kAbsent, ln2_g = kAbsent, ln2_b = kAbsent;
   std::size_t fc1_w = kAbsent, fc1_b = kAbsent, fc2_w = kAbsent, fc2_b = kAbsent;  // dense FFN
@@ -46,13 +52,19 @@ struct LayerParams {
 struct ModelParams {
   std::vector<ParamTensor> tensors;
   std::size_t dense_size = 0, expert_size = 0;
+  bool first_stage = true, last_stage = true;  // of the pipeline
+  // wte and wpe on the first stage; final norm and head on the last (head_w = wte when tied
+  // on one stage, the copy when tied over several).
   std::size_t wte = kAbsent, wpe = kAbsent, lnf_g = kAbsent, lnf_b = kAbsent, head_w = kAbsent;
-  std::vector<LayerParams> layers;
+  std::vector<LayerParams> layers;  // this stage's
   int local_experts = 0;
 };
 
-// The tensors of `model` held by expert-parallel rank `ep_rank` of `shard`.
-ModelParams param_layout(const ModelSpec& model, const ExpertShard& shard, int ep_rank);
+// The tensors of `model` held by expert-parallel rank `ep_rank` of `shard`, tensor-parallel
+// rank `tp_rank` of `tp`, on pipeline stage `stage` of `pp` (its layers as
+// src/accounting/params.hpp's stage_layers gives them).
+ModelParams param_layout(const ModelSpec& model, const ExpertShard& shard, int ep_rank, int tp = 1,
+                         int tp_rank = 0, int pp = 1, int stage = 0);
 
 // Writes every tensor's initial value: normal(0, init_std) for matrices and embeddings,
 // one for norm gains, zero for biases.

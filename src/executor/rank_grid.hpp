@@ -3,6 +3,8 @@
 // consecutive blocks of `ep` ranks are the expert-parallel groups, then pipeline stages.
 #pragma once
 
+#include <vector>
+
 #include "src/plan/plan.hpp"
 
 namespace moesim::exec {
@@ -17,8 +19,8 @@ struct RankGrid {
 RankGrid rank_grid(const Plan& plan, int world_rank);
 
 // Experts over the ranks of an expert-parallel group. A slot is an expert's place in
-// owner-major order (the owner's experts back to back): the gate's weight rows are stored
-// in slot order so that the dispatch buffer's rows for one owner are contiguous.
+// owner-major order (the owner's experts back to back): the dispatch buffer is laid out by
+// slot so that the rows bound for one owner are contiguous.
 struct ExpertShard {
   int experts = 0;
   int ep = 1;
@@ -30,6 +32,12 @@ struct ExpertShard {
     return placement == ExpertPlacement::contiguous ? owner * local_count() + local : local * ep + owner;
   }
   int expert_of_slot(int slot) const { return expert_at(slot / local_count(), slot % local_count()); }
+  // slot_of_expert()[e]: the inverse of expert_of_slot.
+  std::vector<int> slot_of_expert() const {
+    std::vector<int> out(static_cast<std::size_t>(experts));
+    for (int s = 0; s < experts; ++s) out[static_cast<std::size_t>(expert_of_slot(s))] = s;
+    return out;
+  }
 };
 
 }  // namespace moesim::exec

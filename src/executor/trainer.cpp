@@ -10,6 +10,7 @@
 #include "kernels/counter_rng.hpp"
 #include "src/core/error.hpp"
 #include "src/executor/gpt_moe.hpp"
+#include "src/executor/pipeline.hpp"
 #include "src/executor/rank_grid.hpp"
 
 namespace moesim::exec {
@@ -27,6 +28,80 @@ void sum_over(Backend& backend, Communicator& comm, std::vector<float>& values) 
   backend.download(values.data(), buf.data(), values.size() * sizeof(float));
 }
 
+// One parameter buffer's optimizer: gradients summed over `comm` (the replicas of these
+// parameters), Adam, and, under ZeRO-1, the Adam state sharded over `comm`: each rank
+// reduce-scatters the gradients, updates its chunk and all-gathers the parameters.
+struct OptimizerGroup {
+  OptimizerGroup(Backend& backend, Communicator& c, float* p, float* g, std::size_t size, bool shard)
+      : B(backend), comm(c), params(p), grads(g), n(size), sharded(shard && c.size() > 1),
+        chunk(sharded ? n / z(c.size()) : n), m(backend, chunk), v(backend, chunk),
+        shard_grad(backend, sharded ? chunk : 0) {
+    B.zero(m.data(), chunk * sizeof(float));
+    B.zero(v.data(), chunk * sizeof(float));
+  }
+
+  void reduce() {
+    if (comm.size() == 1) return;
+    B.synchronize();  // NCCL reads the gradients on its own stream
+    if (sharded)
+      comm.reduce_scatter(grads, shard_grad.data(), chunk);
+    else
+      comm.all_reduce(grads, n);
+    comm.wait();
+  }
+  // Squares of the gradients this rank updates (its chunk, or all of them), a tensor the
+  // tensor-parallel ranks share weighted 1/tp, so that a sum over them counts it once.
+  double owned_squares(const std::vector<ParamTensor>& tensors, ParamGroup group, int tp) {
+    const std::size_t lo = sharded ? z(comm.rank()) * chunk : 0, hi = lo + chunk;
+    const float* g = owned_grads();
+    double sum = 0;
+    for (const ParamTensor& t : tensors) {
+      if (t.group != group) continue;
+      const std::size_t a = std::max(lo, t.offset), b = std::min(hi, t.offset + t.size);
+      if (a >= b || t.shared_copy) continue;
+      const double sq = B.sum_squares(g + (a - lo), b - a);
+      sum += t.tp_split ? sq : sq / tp;
+    }
+    return sum;
+  }
+  void scale(float factor) { B.scale(factor, owned_grads(), chunk); }
+  void step(int update, const kernels::AdamOptions& adam) {
+    float* mine = params + (sharded ? z(comm.rank()) * chunk : 0);
+    B.adam_step(mine, owned_grads(), m.data(), v.data(), chunk, update, adam);
+    if (!sharded) return;
+    Array<float> updated(B, chunk);
+    B.copy(updated.data(), mine, chunk * sizeof(float));
+    B.synchronize();  // NCCL reads `updated` on its own stream
+    comm.all_gather(updated.data(), chunk, params);
+    comm.wait();
+  }
+  float* owned_grads() { return sharded ? shard_grad.data() : grads; }
+
+  Backend& B;
+  Communicator& comm;
+  float* params;
+  float* grads;
+  std::size_t n;
+  bool sharded;
+  std::size_t chunk;
+  Array<float> m, v, shard_grad;
+};
+
+// What a checkpoint must have been saved under to be resumed by this run; lr holds the
+// schedule's fields that shape its values.
+RunIdentity run_identity(const ModelSpec& model, const Plan& plan, int world_size, const TrainOptions& o) {
+  RunIdentity id{model.name, plan_to_inline(plan), world_size, o.seed, to_string(o.data), {}};
+  id.lr["decay"] = to_string(o.lr.decay);
+  id.lr["lr"] = o.lr.lr;
+  id.lr["warmup_updates"] = o.lr.warmup_updates;
+  if (o.lr.warmup_updates > 0) id.lr["warmup_init_lr"] = o.lr.warmup_init_lr;
+  if (o.lr.decay == LrDecay::linear || o.lr.decay == LrDecay::cosine) {
+    id.lr["end_lr"] = o.lr.end_lr;
+    id.lr["total_updates"] = o.lr.total_updates;
+  }
+  return id;
+}
+
 void unsupported(const std::string& file, const std::string& field, const std::string& what) {
   throw InputError(file, field, what + " (moesim run does not train this yet)");
 }
@@ -35,14 +110,23 @@ void unsupported(const std::string& file, const std::string& field, const std::s
 
 void check_runnable(const ModelSpec& m, const Plan& p, const std::string& model_file,
                     const std::string& plan_file) {
-  if (p.tp != 1) unsupported(plan_file, "tp", "expected 1");
-  if (p.pp != 1) unsupported(plan_file, "pp", "expected 1");
-  if (p.zero != 0) unsupported(plan_file, "zero", "expected 0");
-  if (p.recompute != Recompute::none) unsupported(plan_file, "recompute", "expected none");
+  auto divides = [&](const char* file_field, std::int64_t n, const std::string& what) {
+    if (n % p.tp != 0)
+      throw InputError(plan_file, "tp", "expected a divisor of the model's " + what + " (" + std::to_string(n) +
+                                            "), got " + std::to_string(p.tp) + " (" + file_field + ")");
+  };
+  divides("heads", m.heads, "heads");
+  divides("kv_heads", m.kv_heads, "kv_heads");
+  divides("ffn_dim", m.ffn_dim, "ffn_dim");
+  if (m.is_moe()) divides("expert_ffn_dim", m.expert_ffn(), "expert FFN dim");
+  if (p.schedule == Schedule::interleaved) unsupported(plan_file, "schedule", "expected gpipe or 1f1b");
+  if (m.layers % p.pp != 0)
+    throw InputError(plan_file, "pp", "expected a divisor of the model's " + std::to_string(m.layers) + " layers, got " +
+                                          std::to_string(p.pp));
+  if (p.zero > 1) unsupported(plan_file, "zero", "expected 0 or 1");
   if (p.precision != DType::fp32) unsupported(plan_file, "precision", "expected fp32");
-  if (m.positions == Positions::rotary || m.positions == Positions::sinusoidal)
-    unsupported(model_file, "positions", "expected learned");
-  if (m.activation != Activation::gelu) unsupported(model_file, "activation", "expected gelu");
+  if (m.positions == Positions::sinusoidal) unsupported(model_file, "positions", "expected learned or rotary");
+  if (m.activation == Activation::relu) unsupported(model_file, "activation", "expected gelu or swiglu");
   if (m.mla) unsupported(model_file, "mla", "expected none");
   if (m.qk_norm != QkNorm::none) unsupported(model_file, "qk_norm", "expected none");
   if (m.is_moe()) {
@@ -63,6 +147,12 @@ RankGroups make_groups(Communicator& world, const Plan& plan) {
   groups.dp = world.split(column, g.dp);
   groups.ep = world.split(column * plan.edp() + g.edp, g.ep);
   groups.edp = world.split(column * plan.ep + g.ep, g.edp);
+  groups.tp = world.split(g.pp * plan.dp + g.dp, g.tp);
+  const int line = g.dp * plan.tp + g.tp;  // ranks differing only in pp share it
+  groups.pp = world.split(line, g.pp);
+  // The first and last stages of a line hold the tied embedding's two copies.
+  const bool end = g.pp == 0 || g.pp == plan.pp - 1;
+  groups.embedding = world.split(end ? line : plan.dp * plan.tp + line, g.pp);
   return groups;
 }
 
@@ -81,16 +171,36 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
   const TokenSource source(data, static_cast<int>(model.vocab), seq);
 
   const ExpertShard shard{model.moe.experts, plan.ep, plan.placement};
-  Replica rep(B, model, shard, grid.ep);
+  const bool zero1 = plan.zero >= 1;
+  Replica rep(B, model, shard, grid.ep, plan.tp, grid.tp, plan.pp, grid.pp, zero1 ? plan.dp : 1,
+              zero1 ? plan.edp() : 1);
+  const StageComms comms{*groups.ep, *groups.tp};
+  const bool tied_copies = model.tied_embeddings && plan.pp > 1 && (rep.layout.first_stage || rep.layout.last_stage);
+  std::vector<int> moe_index;  // of this stage's MoE layers, among the model's
+  for (const LayerParams& L : rep.layout.layers)
+    if (L.moe) moe_index.push_back(L.moe_index);
   {
     std::vector<float> dense(rep.layout.dense_size), expert(rep.layout.expert_size);
     init_params(rep.layout, options.seed, options.init_std, dense, expert);
     B.upload(rep.dense.data(), dense.data(), dense.size() * sizeof(float));
     B.upload(rep.expert.data(), expert.data(), expert.size() * sizeof(float));
   }
-  Array<float> m_dense(B, rep.dense.size()), v_dense(B, rep.dense.size());
-  Array<float> m_expert(B, rep.expert.size()), v_expert(B, rep.expert.size());
-  for (Array<float>* a : {&m_dense, &v_dense, &m_expert, &v_expert}) B.zero(a->data(), a->size() * sizeof(float));
+  // Dense parameters are replicated over data parallel, experts over their replicas.
+  OptimizerGroup dense(B, *groups.dp, rep.dense.data(), rep.dense_grad.data(), rep.dense.size(), zero1);
+  OptimizerGroup experts(B, *groups.edp, rep.expert.data(), rep.expert_grad.data(), rep.expert.size(), zero1);
+  // All an update hands the next: parameters and Adam moments (the data and the gate's
+  // draws are functions of the update number), so they and the count resume a run.
+  Checkpointer checkpoints(B, world, options.checkpoint, run_identity(model, plan, world.size(), options),
+                           {{"dense", rep.dense.data(), rep.dense.size()},
+                            {"expert", rep.expert.data(), rep.expert.size()},
+                            {"dense.exp_avg", dense.m.data(), dense.m.size()},
+                            {"dense.exp_avg_sq", dense.v.data(), dense.v.size()},
+                            {"expert.exp_avg", experts.m.data(), experts.m.size()},
+                            {"expert.exp_avg_sq", experts.v.data(), experts.v.size()}});
+  const std::int64_t first = checkpoints.resume();
+  if (first > 0 && first >= options.steps)
+    throw InputError("--steps", "", "expected more than the " + std::to_string(first) + " updates of " +
+                                        checkpoints.update_dir(first) + ", got " + std::to_string(options.steps));
 
   const std::int64_t G = plan.global_batch();
   const std::int64_t M = plan.micro_batches();
@@ -102,9 +212,11 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
   const auto E = z(model.moe.experts);
 
   TrainResult result;
+  Timeline timeline(options.timeline);
   result.param_count = rep.layout.dense_size + rep.layout.expert_size;
+  result.resumed_from = first;
   std::vector<std::int32_t> tokens(z(mbs) * z(seq)), targets(tokens.size());
-  for (std::int64_t step = 0; step < options.steps; ++step) {
+  for (std::int64_t step = first; step < options.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
     B.reset_peak();
     B.zero(rep.dense_grad.data(), rep.dense_grad.size() * sizeof(float));
@@ -114,14 +226,9 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
     // loss, l_aux, 6 gate figures, then expert1 and expert2 counts per MoE layer.
     std::vector<float> sums(8 + 2 * z(moe_layers) * E, 0.0f);
     double loss_sum = 0, aux_sum = 0;
-    for (std::int64_t mb = 0; mb < M; ++mb) {
-      const std::int64_t first = step * G + grid.dp * local + mb * mbs;
-      const std::vector<std::int32_t> batch = source.batch(first, mbs);
-      for (int b = 0; b < mbs; ++b)
-        for (int j = 0; j < seq; ++j) {
-          tokens[z(b) * z(seq) + z(j)] = batch[z(b) * z(seq + 1) + z(j)];
-          targets[z(b) * z(seq) + z(j)] = batch[z(b) * z(seq + 1) + z(j) + 1];
-        }
+    std::vector<MicroBatchState> states(z(M));
+    const std::string stage_tag = std::to_string(grid.pp) + ".";
+    auto input_of = [&](int mb) {
       MicroBatchInput in;
       in.tokens = tokens.data();
       in.targets = targets.data();
@@ -130,7 +237,23 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
       in.gate_seed = kernels::mix64(options.seed ^ kernels::mix64(z(step * plan.dp * M + grid.dp * M + mb)));
       in.loss_scale = static_cast<float>(1.0 / global_tokens);
       in.aux_scale = static_cast<float>(model.moe.aux_loss_weight / calls);
-      const MicroBatchResult r = train_micro_batch(rep, *groups.ep, in);
+      in.recompute = plan.recompute;
+      return in;
+    };
+    StageWork work;
+    work.forward = [&](int mb, Array<float> input) {
+      const std::int64_t first_sequence = step * G + grid.dp * local + mb * mbs;
+      const std::vector<std::int32_t> batch = source.batch(first_sequence, mbs);
+      for (int b = 0; b < mbs; ++b)
+        for (int j = 0; j < seq; ++j) {
+          tokens[z(b) * z(seq) + z(j)] = batch[z(b) * z(seq + 1) + z(j)];
+          targets[z(b) * z(seq) + z(j)] = batch[z(b) * z(seq + 1) + z(j) + 1];
+        }
+      MicroBatchResult r;
+      const double t = timeline.now();
+      Array<float> out = stage_forward(rep, comms, input_of(mb), std::move(input), states[z(mb)], r);
+      B.synchronize();
+      timeline.add("F" + stage_tag + std::to_string(mb), "forward", t, step + 1);
       loss_sum += r.loss_sum;
       aux_sum += r.aux_loss_sum;
       for (std::size_t l = 0; l < r.gate_stats.size(); ++l) {
@@ -141,40 +264,69 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
         sums[5] += static_cast<float>(s.expert1_balance_top);
         sums[6] += static_cast<float>(s.expert1_balance_bottom);
         sums[7] += static_cast<float>(s.unused_expert1_count);
+        const auto g = z(moe_index[l]);  // among the model's MoE layers
         for (std::size_t e = 0; e < E; ++e) {
-          sums[8 + l * E + e] += static_cast<float>(r.expert1[l][e]);
-          if (!r.expert2[l].empty()) sums[8 + (z(moe_layers) + l) * E + e] += static_cast<float>(r.expert2[l][e]);
+          sums[8 + g * E + e] += static_cast<float>(r.expert1[l][e]);
+          if (!r.expert2[l].empty()) sums[8 + (z(moe_layers) + g) * E + e] += static_cast<float>(r.expert2[l][e]);
         }
       }
-    }
+      return out;
+    };
+    work.backward = [&](int mb, Array<float> grad) {
+      const double t = timeline.now();
+      Array<float> dx = stage_backward(rep, comms, input_of(mb), std::move(grad), states[z(mb)]);
+      B.synchronize();
+      timeline.add("B" + stage_tag + std::to_string(mb), "backward", t, step + 1);
+      return dx;
+    };
+    run_pipeline(plan.schedule, static_cast<int>(M), *groups.pp, B, z(mbs) * z(seq) * z(model.d_model), work);
     sums[0] = static_cast<float>(loss_sum);
     sums[1] = static_cast<float>(aux_sum);
     sum_over(B, *groups.dp, sums);
+    sum_over(B, *groups.pp, sums);  // the loss is the last stage's, each stage has its gates
 
-    // Dense gradients are summed over data parallel, experts' over their replicas.
-    if (groups.dp->size() > 1) groups.dp->all_reduce(rep.dense_grad.data(), rep.dense_grad.size());
-    if (groups.edp->size() > 1) groups.edp->all_reduce(rep.expert_grad.data(), rep.expert_grad.size());
-    groups.world->wait();
-    groups.dp->wait();
-    groups.edp->wait();
-    // The global norm counts every dense gradient once and every expert's once.
-    std::vector<float> expert_sq{static_cast<float>(B.sum_squares(rep.expert_grad.data(), rep.expert_grad.size()))};
+    // The tied embedding's two copies (first and last stage) train on their summed gradient.
+    if (tied_copies) {
+      const std::size_t at = rep.layout.first_stage ? rep.layout.wte : rep.layout.head_w;
+      B.synchronize();
+      groups.embedding->all_reduce(rep.dense_grad.data() + at, z(model.vocab) * z(model.d_model));
+      groups.embedding->wait();
+    }
+    const double reduce_start = timeline.now();
+    dense.reduce();
+    experts.reduce();
+    B.synchronize();
+    timeline.add("grad_reduce " + std::to_string(grid.pp), "dp_grad_reduce", reduce_start, step + 1);
+    // The global norm counts every gradient once: dense chunks over data parallel (or the
+    // whole, the same on every rank), expert chunks over their replicas and then over the
+    // expert-parallel group, which holds different experts.
+    const std::vector<ParamTensor>& tensors = rep.layout.tensors;
+    std::vector<float> dense_sq{static_cast<float>(dense.owned_squares(tensors, ParamGroup::dense, plan.tp))};
+    if (dense.sharded) sum_over(B, *groups.dp, dense_sq);
+    sum_over(B, *groups.tp, dense_sq);
+    sum_over(B, *groups.pp, dense_sq);
+    std::vector<float> expert_sq{static_cast<float>(experts.owned_squares(tensors, ParamGroup::expert, plan.tp))};
+    if (experts.sharded) sum_over(B, *groups.edp, expert_sq);
     sum_over(B, *groups.ep, expert_sq);
-    const double gnorm = std::sqrt(B.sum_squares(rep.dense_grad.data(), rep.dense_grad.size()) + expert_sq[0]);
+    sum_over(B, *groups.tp, expert_sq);
+    sum_over(B, *groups.pp, expert_sq);
+    const double gnorm = std::sqrt(static_cast<double>(dense_sq[0]) + expert_sq[0]);
     const double clip = clip_scale(gnorm, options.clip_norm);
     const double lr = lr_at(options.lr, step + 1);
+    const double step_start = timeline.now();
     if (std::isfinite(clip)) {
       if (clip != 1.0) {
-        B.scale(static_cast<float>(clip), rep.dense_grad.data(), rep.dense_grad.size());
-        B.scale(static_cast<float>(clip), rep.expert_grad.data(), rep.expert_grad.size());
+        dense.scale(static_cast<float>(clip));
+        experts.scale(static_cast<float>(clip));
       }
       kernels::AdamOptions adam = options.adam;
       adam.lr = static_cast<float>(lr);
       const int update = static_cast<int>(step + 1);
-      B.adam_step(rep.dense.data(), rep.dense_grad.data(), m_dense.data(), v_dense.data(), rep.dense.size(), update, adam);
-      B.adam_step(rep.expert.data(), rep.expert_grad.data(), m_expert.data(), v_expert.data(), rep.expert.size(), update, adam);
+      dense.step(update, adam);
+      experts.step(update, adam);
     }
     B.synchronize();
+    timeline.add("optimizer " + std::to_string(grid.pp), "optimizer", step_start, step + 1);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
     StepRecord rec;
@@ -210,7 +362,9 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
     }
     if (on_step) on_step(rec);
     result.steps.push_back(std::move(rec));
+    checkpoints.after_update(step + 1, options.steps);
   }
+  result.timeline = timeline.events();
   return result;
 }
 

@@ -12,7 +12,9 @@
 #include "kernels/adam.hpp"
 #include "src/comm/communicator.hpp"
 #include "src/executor/backend.hpp"
+#include "src/executor/checkpoint.hpp"
 #include "src/executor/lr_schedule.hpp"
+#include "src/executor/timeline.hpp"
 #include "src/executor/token_source.hpp"
 #include "src/model/model_spec.hpp"
 #include "src/plan/plan.hpp"
@@ -20,7 +22,7 @@
 namespace moesim::exec {
 
 struct TrainOptions {
-  std::int64_t steps = 0;
+  std::int64_t steps = 0;  // the last update: a resumed run trains from its checkpoint's to this
   std::uint64_t seed = 1;  // parameters, data and the gate's draws
   // Megatron's --init-method-std and GPT-2's initialiser range.
   float init_std = 0.02f;
@@ -28,12 +30,15 @@ struct TrainOptions {
   kernels::AdamOptions adam;  // its lr is set from `lr` at every update
   double clip_norm = 0;       // fairseq's --clip-norm; 0 = off
   TokenSourceSpec data;
+  bool timeline = false;  // record when each micro-batch, reduction and step ran
+  CheckpointOptions checkpoint;  // none by default
 };
 
 // The groups one rank's collectives run over, split from the world by the plan.
 struct RankGroups {
   Communicator* world = nullptr;
-  std::unique_ptr<Communicator> dp, ep, edp;
+  std::unique_ptr<Communicator> dp, ep, edp, tp, pp;
+  std::unique_ptr<Communicator> embedding;  // first and last pipeline stage (tied embeddings)
 };
 RankGroups make_groups(Communicator& world, const Plan& plan);
 
@@ -60,10 +65,14 @@ struct StepRecord {
 struct TrainResult {
   std::vector<StepRecord> steps;
   std::size_t param_count = 0;  // this rank's parameters
+  std::int64_t resumed_from = 0;
+  std::vector<TimelineEvent> timeline;  // this rank's, when asked for  // the update of the checkpoint resumed, 0 when none
 };
 
-// Trains `steps` updates of `model` under `plan`. `on_step` runs on every rank after each
-// update. Throws InputError for a model or plan the executor cannot run (naming the field).
+// Trains `model` under `plan` up to update `steps`, from the start or, with
+// options.checkpoint.resume, after the newest complete checkpoint. `on_step` runs on every
+// rank after each update; checkpoints are saved after it. Throws InputError for a model or
+// plan the executor cannot run, or a checkpoint of another run (naming the field).
 TrainResult train(Backend& backend, RankGroups& groups, const ModelSpec& model, const Plan& plan,
                   const TrainOptions& options, const std::function<void(const StepRecord&)>& on_step);
 

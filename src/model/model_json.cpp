@@ -89,6 +89,7 @@ ModelSpec model_from_json(const nlohmann::json& doc, const std::string& file) {
   m.seq_len = r.integer("seq_len", 1, L::max_seq);
   m.positions = r.choice("positions", kPositions);
   m.max_positions = r.integer_or("max_positions", m.seq_len, 1, L::max_seq);
+  m.rope_theta = r.number_or("rope_theta", m.rope_theta, 1.0, 1e12);
   m.norm = r.choice("norm", kNorms);
   m.activation = r.choice("activation", kActivations);
   m.tied_embeddings = r.boolean("tied_embeddings");
@@ -129,6 +130,7 @@ nlohmann::ordered_json model_to_json(const ModelSpec& m) {
   j["seq_len"] = m.seq_len;
   j["positions"] = to_string(m.positions);
   if (m.positions == Positions::learned) j["max_positions"] = m.max_positions;
+  if (m.positions == Positions::rotary) j["rope_theta"] = m.rope_theta;
   j["norm"] = to_string(m.norm);
   j["activation"] = to_string(m.activation);
   j["tied_embeddings"] = m.tied_embeddings;

@@ -87,6 +87,9 @@ struct ModelSpec {
   std::int64_t seq_len = 0;
   std::int64_t max_positions = 0;  // learned positions table rows; = seq_len unless given
   Positions positions = Positions::learned;
+  // Rotary base: open_lm's and Llama's 10000 (open_lm/positional_embedding/rotary.py);
+  // HF configs carry it as rope_theta (Qwen3: 1e6).
+  double rope_theta = 10000.0;
   Norm norm = Norm::layernorm;
   Activation activation = Activation::gelu;
   bool tied_embeddings = true;

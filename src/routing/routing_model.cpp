@@ -99,6 +99,10 @@ Trace read_trace(const std::string& path) {
   t.expert1 = counts("expert1");
   if (t.top_k == 2) t.expert2 = counts("expert2");
   if (r.has("entropy_gating")) t.entropy = r.number("entropy_gating", 0, 1e6);
+  // A trace `moesim run` wrote also names its run and keeps every update's and every MoE
+  // layer's counts; one sample of the totals serves every layer here.
+  r.string_or("source", "");
+  if (r.has("per_step")) r.raw("per_step");
   r.finish();
   return t;
 }

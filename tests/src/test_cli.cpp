@@ -1,18 +1,25 @@
 // The moesim binary as a user runs it: describe's JSON contract on the seeds, exit codes
-// and one-line messages for bad input.
+// and one-line messages for bad input, run's checkpoints, and a job losing a rank.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
+#include <filesystem>
+#include <thread>
 #include <vector>
 #include <cstdio>
 #include <fstream>
+#include <iostream>
 #include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -512,6 +519,162 @@ TEST(CliReport, RoutingViewCarriesTokensPerExpert) {
               std::string::npos) << row["key"];
   }
   EXPECT_FALSE(std::getline(csv, line));
+}
+
+}  // namespace
+
+namespace {
+
+// `moesim run --save-dir`: a resumed run continues the saved one's losses, and resuming
+// under another plan is bad input naming the manifest and the field.
+TEST(CliRun, ResumeMismatchNamesTheField) {
+  const std::string dir = ::testing::TempDir() + "moesim_run_checkpoints." + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  const std::string train = "run --model configs/models/tiny-moe.json --data structured --json ";
+  const Outcome whole = run(train + "--plan mbs=2,gbs=8 --steps 4 --seed 3");
+  ASSERT_EQ(whole.code, 0) << whole.err;
+  const Outcome first = run(train + "--plan mbs=2,gbs=8 --steps 2 --seed 3 --save-dir " + dir);
+  ASSERT_EQ(first.code, 0) << first.err;
+  EXPECT_TRUE(std::filesystem::exists(dir + "/update-2/manifest.json"));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/update-2/rank-0.bin"));
+  const Outcome rest = run(train + "--plan mbs=2,gbs=8 --steps 4 --seed 3 --resume --save-dir " + dir);
+  ASSERT_EQ(rest.code, 0) << rest.err;
+  const auto w = nlohmann::json::parse(whole.out);
+  const auto r = nlohmann::json::parse(rest.out);
+  EXPECT_EQ(r["resumed_from"], 2);
+  ASSERT_EQ(r["steps"].size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(r["steps"][i]["num_updates"], i + 3);
+    EXPECT_EQ(w["steps"][i + 2]["num_updates"], i + 3);
+    EXPECT_EQ(r["steps"][i]["loss"].get<double>(), w["steps"][i + 2]["loss"].get<double>()) << "update " << i + 3;
+  }
+
+  const std::string manifest = "moesim: " + dir + "/update-4/manifest.json: ";
+  const std::pair<std::string, std::string> cases[] = {
+      {"--plan mbs=1,gbs=8 --steps 6 --seed 3 --resume", manifest + "field 'plan': the checkpoint was saved with "},
+      {"--plan mbs=2,gbs=8 --steps 6 --resume --seed 4", manifest + "field 'seed': the checkpoint was saved with 3, this run has 4"},
+      {"--plan mbs=2,gbs=8 --steps 4 --seed 3 --resume", "moesim: --steps: expected more than the 4 updates of " + dir + "/update-4, got 4"},
+  };
+  for (const auto& [args, message] : cases) {
+    SCOPED_TRACE(args);
+    const Outcome bad = run(train + args + " --save-dir " + dir);
+    EXPECT_EQ(bad.code, 2) << bad.err;
+    EXPECT_EQ(bad.err.rfind(message, 0), 0u) << bad.err;
+    EXPECT_EQ(std::count(bad.err.begin(), bad.err.end(), '\n'), 1) << bad.err;
+    EXPECT_TRUE(bad.out.empty()) << bad.out;
+  }
+  const Outcome no_dir = run(train + "--plan mbs=2,gbs=8 --steps 4 --resume");
+  EXPECT_EQ(no_dir.code, 2);
+  EXPECT_EQ(no_dir.err.rfind("moesim: --resume: expected --save-dir DIR beside it", 0), 0u) << no_dir.err;
+  std::filesystem::remove_all(dir);
+}
+
+// Process ids whose parent is `parent`, from /proc/<pid>/stat ("pid (comm) state ppid ...").
+std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> out;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    const std::size_t close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 1));
+    char state = 0;
+    long ppid = 0;
+    if (rest >> state >> ppid && ppid == parent) out.push_back(static_cast<pid_t>(std::stol(name)));
+  }
+  return out;
+}
+
+// Whether a process still runs (exists and is not a zombie waiting to be reaped).
+bool running(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  const std::size_t close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
+}
+
+// The MPI rank Open MPI gave a process (OMPI_COMM_WORLD_RANK in its environment), or -1.
+int mpi_rank_of(pid_t pid) {
+  std::ifstream env("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
+  std::string var;
+  while (std::getline(env, var, '\0'))
+    if (var.rfind("OMPI_COMM_WORLD_RANK=", 0) == 0) return std::stoi(var.substr(21));
+  return -1;
+}
+
+// A rank killed mid-run (kill -9: no error path of its own runs) stops the job: mpirun
+// exits non-zero within 30 s and names the lost rank. The guarantee is Open MPI's, not
+// moesim's: mpirun's default error manager (errmgr) aborts the whole job when one of its
+// processes dies without MPI_Finalize, killing the ranks still waiting in a collective for
+// it, and prints "mpirun noticed that process rank R ... exited on signal 9 (Killed)".
+// This test checks that it holds with the mpirun the build found.
+TEST(ExecutorFaults, KilledRankStopsTheOthers) {
+  using namespace std::chrono_literals;
+  const std::string log = ::testing::TempDir() + "moesim_killed_rank." + std::to_string(::getpid()) + ".txt";
+  const pid_t mpirun = ::fork();
+  ASSERT_GE(mpirun, 0);
+  if (mpirun == 0) {
+    ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+    ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) ::_exit(127);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    ::execl(MOESIM_MPIEXEC, MOESIM_MPIEXEC, "-n", "2", "--oversubscribe", MOESIM_BIN, "run", "--model",
+            "configs/models/tiny-moe.json", "--plan", "dp=2,ep=2,mbs=2,gbs=8", "--steps", "100000", "--data",
+            "structured", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  // Whatever happens below, nothing of the job outlives the test.
+  struct Reaper {
+    pid_t pid;
+    bool reaped = false;
+    ~Reaper() {
+      if (reaped) return;
+      for (pid_t child : children_of(pid)) ::kill(child, SIGKILL);
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  } reaper{mpirun};
+
+  // Running: rank 0 has logged an update.
+  const auto started = std::chrono::steady_clock::now();
+  while (slurp(log).find("num_updates") == std::string::npos) {
+    ASSERT_LT(std::chrono::steady_clock::now() - started, 120s) << "no log line in 120 s:\n" << slurp(log);
+    int status = 0;
+    ASSERT_EQ(::waitpid(mpirun, &status, WNOHANG), 0) << "mpirun ended early:\n" << slurp(log);
+    std::this_thread::sleep_for(100ms);
+  }
+  pid_t victim = -1;
+  std::vector<pid_t> ranks = children_of(mpirun);
+  for (pid_t child : ranks)
+    if (mpi_rank_of(child) == 1) victim = child;
+  ASSERT_NE(victim, -1) << "rank 1 is not among mpirun's " << ranks.size() << " children";
+  ASSERT_EQ(::kill(victim, SIGKILL), 0);
+
+  const auto killed = std::chrono::steady_clock::now();
+  int status = 0;
+  while (::waitpid(mpirun, &status, WNOHANG) == 0) {
+    ASSERT_LT(std::chrono::steady_clock::now() - killed, 30s) << "mpirun still runs 30 s after rank 1 was killed";
+    std::this_thread::sleep_for(100ms);
+  }
+  reaper.reaped = true;
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
+  const std::string out = slurp(log);
+  std::remove(log.c_str());
+  EXPECT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out;
+  EXPECT_NE(out.find("process rank 1"), std::string::npos) << out;
+  EXPECT_NE(out.find("signal 9"), std::string::npos) << out;
+  const auto ended = std::chrono::steady_clock::now();
+  for (pid_t child : ranks) {
+    while (running(child) && std::chrono::steady_clock::now() - ended < 5s) std::this_thread::sleep_for(50ms);
+    EXPECT_FALSE(running(child)) << "rank process " << child << " runs 5 s after mpirun ended";
+  }
+  std::cout << "mpirun exited " << seconds << " s after rank 1 was killed\n";
 }
 
 }  // namespace

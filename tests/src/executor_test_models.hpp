@@ -1,0 +1,28 @@
+// The models the executor's tests train: tiny-moe as shipped (fairseq's layers) and
+// tiny-moe with open_lm's layers.
+#pragma once
+
+#include <string>
+
+#include "src/model/model_json.hpp"
+
+namespace moesim {
+
+inline ModelSpec tiny_moe() { return load_model(std::string(MOESIM_SOURCE_DIR) + "/configs/models/tiny-moe.json"); }
+
+// open_lm's layers on tiny-moe's sizes: gain-only LayerNorm, rotary positions, SwiGLU, no
+// biases, an untied head, bias-free GELU experts (MegaBlocks'), and `kv_heads` kv heads.
+inline ModelSpec tiny_openlm_moe(int kv_heads) {
+  ModelSpec m = tiny_moe();
+  m.positions = Positions::rotary;
+  m.norm = Norm::gain_only_layernorm;
+  m.activation = Activation::swiglu;
+  m.moe.expert_activation = Activation::gelu;
+  m.bias = false;
+  m.moe.expert_bias = false;
+  m.tied_embeddings = false;
+  m.kv_heads = kv_heads;
+  return m;
+}
+
+}  // namespace moesim

@@ -1,0 +1,158 @@
+// The executor on one rank: every layer type's backward against central finite
+// differences of the loss, and the sharded parameters against the single-rank model.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "src/comm/self_communicator.hpp"
+#include "src/executor/backend.hpp"
+#include "src/executor/gpt_moe.hpp"
+#include "src/executor/parameters.hpp"
+#include "tests/src/executor_test_models.hpp"
+
+namespace moesim::exec {
+namespace {
+
+
+struct Fixture {
+  explicit Fixture(const ModelSpec& m) : model(m), backend(make_cpu_backend()),
+                                         rep(*backend, model, ExpertShard{m.moe.experts, 1}, 0) {
+    std::vector<float> dense(rep.layout.dense_size), expert(rep.layout.expert_size);
+    // A wide initialisation spreads the router's logits, so a small step of one weight
+    // rarely changes a token's experts (which finite differences cannot follow).
+    init_params(rep.layout, 11, 0.1f, dense, expert);
+    backend->upload(rep.dense.data(), dense.data(), dense.size() * sizeof(float));
+    backend->upload(rep.expert.data(), expert.data(), expert.size() * sizeof(float));
+    const int rows = 2 * static_cast<int>(m.seq_len);
+    for (int i = 0; i < rows; ++i) {
+      tokens.push_back((i * 7 + 3) % static_cast<int>(m.vocab));
+      targets.push_back((i * 5 + 1) % static_cast<int>(m.vocab));
+    }
+  }
+  // The loss the backward differentiates: token losses summed, plus the weighted l_aux.
+  double loss(MicroBatchResult* out = nullptr) {
+    MicroBatchInput in;
+    in.tokens = tokens.data();
+    in.targets = targets.data();
+    in.mbs = 2;
+    in.gate_seed = 5;
+    in.loss_scale = 1.0f;
+    in.aux_scale = static_cast<float>(model.moe.aux_loss_weight);
+    const MicroBatchResult r = train_micro_batch(rep, StageComms{self, self}, in);
+    if (out) *out = r;
+    return r.loss_sum + model.moe.aux_loss_weight * r.aux_loss_sum;
+  }
+
+  ModelSpec model;
+  std::unique_ptr<Backend> backend;
+  Replica rep;
+  SelfCommunicator self;
+  std::vector<std::int32_t> tokens, targets;
+};
+
+// Every tensor's three largest gradients against central differences of the loss.
+void expect_gradients_match(ModelSpec m) {
+  m.moe.capacity_factor.reset();  // dropless: no token flips between kept and dropped
+  m.moe.second_expert_policy = SecondExpertPolicy::all;
+  Fixture f(m);
+  f.backend->zero(f.rep.dense_grad.data(), f.rep.dense_grad.size() * sizeof(float));
+  f.backend->zero(f.rep.expert_grad.data(), f.rep.expert_grad.size() * sizeof(float));
+  MicroBatchResult base;
+  f.loss(&base);
+  const std::vector<float> dense_grad(f.rep.dense_grad.data(), f.rep.dense_grad.data() + f.rep.layout.dense_size);
+  const std::vector<float> expert_grad(f.rep.expert_grad.data(), f.rep.expert_grad.data() + f.rep.layout.expert_size);
+
+  int checked = 0;
+  for (const ParamTensor& t : f.rep.layout.tensors) {
+    const bool dense = t.group == ParamGroup::dense;
+    float* p = (dense ? f.rep.dense.data() : f.rep.expert.data()) + t.offset;
+    const float* g = (dense ? dense_grad.data() : expert_grad.data()) + t.offset;
+    // The tensor's largest gradients: where a wrong backward shows most.
+    std::vector<std::size_t> order(t.size);
+    for (std::size_t i = 0; i < t.size; ++i) order[i] = i;
+    const std::size_t candidates = std::min<std::size_t>(6, t.size);
+    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(candidates), order.end(),
+                      [&](std::size_t a, std::size_t b) { return std::abs(g[a]) > std::abs(g[b]); });
+    int tensor_checked = 0;
+    for (std::size_t n = 0; n < candidates && tensor_checked < 3; ++n) {
+      const std::size_t i = order[n];
+      const float saved = p[i];
+      // A step that moves a token to another expert is not differentiable: take the
+      // largest step that keeps every token's experts. The fp32 loss's rounding
+      // (~1e-6 of ~130 nats) over 2h sets the absolute tolerance.
+      for (const double h : {1e-2, 3e-3, 1e-3}) {
+        MicroBatchResult plus, minus;
+        p[i] = saved + static_cast<float>(h);
+        const double lp = f.loss(&plus);
+        p[i] = saved - static_cast<float>(h);
+        const double lm = f.loss(&minus);
+        p[i] = saved;
+        if (plus.expert1 != base.expert1 || minus.expert1 != base.expert1 || plus.expert2 != base.expert2 ||
+            minus.expert2 != base.expert2)
+          continue;
+        const double fd = (lp - lm) / (2 * h);
+        EXPECT_NEAR(g[i], fd, 2e-5 / h + 2e-2 * std::abs(fd)) << t.name << "[" << i << "] h=" << h;
+        ++tensor_checked;
+        break;
+      }
+    }
+    EXPECT_GT(tensor_checked, 0) << t.name << ": every step changed the routing";
+    checked += tensor_checked;
+  }
+  EXPECT_GT(checked, 2 * static_cast<int>(f.rep.layout.tensors.size()));
+}
+
+// fairseq's layers: LayerNorm, learned positions, GELU, biases, tied embeddings.
+TEST(ExecutorGradients, FairseqLayersMatchFiniteDifferences) { expect_gradients_match(tiny_moe()); }
+
+// open_lm's layers, with grouped-query attention.
+TEST(ExecutorGradients, OpenLmLayersMatchFiniteDifferences) { expect_gradients_match(tiny_openlm_moe(2)); }
+
+// RMSNorm and top-1 routing.
+TEST(ExecutorGradients, RmsNormAndTop1MatchFiniteDifferences) {
+  ModelSpec m = tiny_moe();
+  m.norm = Norm::rmsnorm;
+  m.moe.top_k = 1;
+  expect_gradients_match(m);
+}
+
+// Expert-parallel ranks hold disjoint experts whose initial values are the single-rank
+// model's, for both placements.
+TEST(ExecutorParameters, ShardsAreSlicesOfTheSingleRankModel) {
+  const ModelSpec m = tiny_moe();
+  const ModelParams whole = param_layout(m, ExpertShard{m.moe.experts, 1}, 0);
+  std::vector<float> dense(whole.dense_size), expert(whole.expert_size);
+  init_params(whole, 3, 0.02f, dense, expert);
+  for (const ExpertPlacement placement : {ExpertPlacement::contiguous, ExpertPlacement::round_robin}) {
+    const ExpertShard shard{m.moe.experts, 2, placement};
+    std::vector<int> seen(static_cast<std::size_t>(m.moe.experts), 0);
+    for (int rank = 0; rank < 2; ++rank) {
+      const ModelParams part = param_layout(m, shard, rank);
+      EXPECT_EQ(part.dense_size, whole.dense_size);
+      EXPECT_EQ(part.expert_size * 2, whole.expert_size);
+      std::vector<float> d(part.dense_size), e(part.expert_size);
+      init_params(part, 3, 0.02f, d, e);
+      EXPECT_EQ(d, dense);
+      for (std::size_t t = 0; t < part.tensors.size(); ++t) {
+        const ParamTensor& mine = part.tensors[t];
+        if (mine.group != ParamGroup::expert) continue;
+        const ParamTensor& full = whole.tensors[t];
+        ASSERT_EQ(mine.name, full.name);
+        for (std::size_t b = 0; b < mine.block_ids.size(); ++b) {
+          const auto id = static_cast<std::size_t>(mine.block_ids[b]);
+          if (mine.name.find("fc1.weight") != std::string::npos && mine.name.find("layers.1.") == 0) ++seen[id];
+          EXPECT_TRUE(std::equal(e.begin() + static_cast<std::ptrdiff_t>(mine.offset + b * mine.block_size),
+                                 e.begin() + static_cast<std::ptrdiff_t>(mine.offset + (b + 1) * mine.block_size),
+                                 expert.begin() + static_cast<std::ptrdiff_t>(full.offset + id * full.block_size)))
+              << mine.name << " expert " << id;
+        }
+      }
+    }
+    EXPECT_EQ(seen, std::vector<int>(static_cast<std::size_t>(m.moe.experts), 1)) << "every expert held once";
+  }
+}
+
+}  // namespace
+}  // namespace moesim::exec
