@@ -21,7 +21,8 @@ std::string family_from_architectures(const nlohmann::json& doc) {
   static const std::pair<const char*, const char*> table[] = {
       {"MixtralForCausalLM", "mixtral"},         {"Qwen2MoeForCausalLM", "qwen2_moe"},
       {"Qwen3MoeForCausalLM", "qwen3_moe"},      {"DeepseekV2ForCausalLM", "deepseek_v2"},
-      {"DeepseekV3ForCausalLM", "deepseek_v3"},  {"OlmoeForCausalLM", "olmoe"}};
+      {"DeepseekV3ForCausalLM", "deepseek_v3"},  {"OlmoeForCausalLM", "olmoe"},
+      {"GptOssForCausalLM", "gpt_oss"}};
   auto it = doc.find("architectures");
   if (it == doc.end() || !it->is_array()) return "";
   for (const nlohmann::json& a : *it)
@@ -38,7 +39,7 @@ std::string num(double v) { return nlohmann::json(v).dump(); }
 const char* const kHarmless[] = {"architectures", "model_type", "torch_dtype", "dtype", "transformers_version",
                                  "use_cache", "bos_token_id", "eos_token_id", "pad_token_id", "initializer_range",
                                  "attention_dropout", "output_router_logits", "auto_map", "rms_norm_eps",
-                                 "rope_theta", "rope_scaling", "rope_parameters", "pretraining_tp", "_name_or_path"};
+                                 "rope_scaling", "rope_parameters", "pretraining_tp", "_name_or_path"};
 
 }  // namespace
 
@@ -62,7 +63,7 @@ ImportResult import_huggingface(std::string_view text, const std::string& file, 
   if (family.empty()) family = family_from_architectures(doc);
   const std::string field = top.is_object() ? "text_config.model_type" : "model_type";
   const bool known = family == "mixtral" || family == "qwen2_moe" || family == "qwen3_moe" || family == "deepseek_v2" ||
-                     family == "deepseek_v3" || family == "olmoe";
+                     family == "deepseek_v3" || family == "olmoe" || family == "gpt_oss";
   if (!known)
     throw InputError(file, field, std::string("expected one of the supported families (") + kHfFamilies + "), got " +
                                       (family.empty() ? std::string("none (no model_type or known architectures)")
@@ -72,6 +73,7 @@ ImportResult import_huggingface(std::string_view text, const std::string& file, 
   for (const char* k : kHarmless) c.consume(k);
   const bool deepseek = family == "deepseek_v2" || family == "deepseek_v3";
   const bool qwen = family == "qwen2_moe" || family == "qwen3_moe";
+  const bool gpt_oss = family == "gpt_oss";
 
   // The shared decoder shape.
   m.layers = static_cast<int>(c.integer("num_hidden_layers", 1, L::max_layers));
@@ -108,6 +110,10 @@ ImportResult import_huggingface(std::string_view text, const std::string& file, 
   }
   m.max_positions = m.seq_len;
   m.positions = Positions::rotary;
+  if (auto theta = c.opt_number("rope_theta", 1.0, 1e12)) {
+    m.rope_theta = *theta;
+    rep.map("rope_theta " + num(*theta), "rope_theta");
+  }
   m.norm = Norm::rmsnorm;
   m.final_norm = true;
   m.bias = false;
@@ -128,7 +134,10 @@ ImportResult import_huggingface(std::string_view text, const std::string& file, 
     rep.defaults("tied_embeddings", "false", family + " config class default tie_word_embeddings=False");
   }
   if (c.opt_boolean("attention_bias").value_or(false)) {
-    if (deepseek) {
+    if (gpt_oss) {
+      m.bias = true;  // every layer is MoE, so this touches only q/k/v/o (and the experts, below)
+      rep.map("attention_bias true", "bias (q, k, v and o projections; gpt_oss has no dense FFN)");
+    } else if (deepseek) {
       rep.note("attention_bias true: DeepSeek's biases on q_a/kv_a/o projections are not modelled");
     } else {
       m.qkv_bias = true;
@@ -147,6 +156,15 @@ ImportResult import_huggingface(std::string_view text, const std::string& file, 
     m.qk_norm = QkNorm::full;
     rep.defaults("qk_norm", "full", "transformers OlmoeAttention: q_norm RMSNorm(hidden), k_norm RMSNorm(kv_heads*head_dim)");
     if (auto clip = c.raw("clip_qkv"); clip && !clip->is_null()) rep.note("clip_qkv " + to_text(*clip) + ": a clamp, no parameters");
+  }
+  if (gpt_oss) {
+    rep.note("attention sinks: one learned logit per head per layer (" + num(std::int64_t{m.heads} * m.layers) +
+             " parameters) are not modelled");
+    if (const nlohmann::json* lim = c.raw("swiglu_limit")) rep.note("swiglu_limit " + to_text(*lim) + ": a clamp, no parameters");
+    if (auto sw = c.raw("sliding_window"); sw && !sw->is_null())
+      rep.note("sliding_window " + to_text(*sw) + " on the sliding_attention layers: attention is costed over the full sequence");
+    for (const char* k : {"layer_types", "initial_context_length", "experts_per_token"}) c.consume(k);
+    c.consume("sliding_window");
   }
   if (qwen || family == "mixtral") {
     if (auto sw = c.raw("sliding_window"); sw && !sw->is_null() && c.opt_boolean("use_sliding_window").value_or(family == "mixtral"))
@@ -175,7 +193,8 @@ ImportResult import_huggingface(std::string_view text, const std::string& file, 
 
   // Experts.
   MoeSpec& e = m.moe;
-  const char* experts_key = family == "mixtral" ? "num_local_experts" : deepseek ? "n_routed_experts" : "num_experts";
+  const char* experts_key =
+      family == "mixtral" || gpt_oss ? "num_local_experts" : deepseek ? "n_routed_experts" : "num_experts";
   const std::int64_t experts = c.opt_integer(experts_key, 0, L::max_experts).value_or(0);
   m.ffn_dim = c.integer("intermediate_size", 1, L::max_ffn);
   if (experts == 0) {
@@ -186,8 +205,12 @@ ImportResult import_huggingface(std::string_view text, const std::string& file, 
     rep.map(std::string(experts_key) + " " + num(experts), "moe.experts");
     e.top_k = static_cast<int>(c.integer("num_experts_per_tok", 1, experts));
     rep.map("num_experts_per_tok " + num(std::int64_t{e.top_k}), "moe.top_k");
-    if (family == "mixtral" || family == "olmoe") {
+    if (family == "mixtral" || family == "olmoe" || gpt_oss) {
       rep.map("intermediate_size " + num(m.ffn_dim), "ffn_dim and the expert FFN dim (every layer is MoE)");
+      if (gpt_oss) {
+        e.expert_bias = true;
+        rep.defaults("moe.expert_bias", "true", "transformers GptOssExperts: gate_up_proj_bias and down_proj_bias");
+      }
     } else {
       rep.map("intermediate_size " + num(m.ffn_dim), "ffn_dim (dense layers)");
       e.expert_ffn_dim = c.integer("moe_intermediate_size", 1, L::max_ffn);
@@ -266,7 +289,12 @@ ImportResult import_huggingface(std::string_view text, const std::string& file, 
     e.capacity_factor = std::nullopt;
     e.eval_capacity_factor = std::nullopt;
     rep.defaults("moe.capacity_factor", "null (dropless)", "transformers' " + family + " MoE block runs every routed token");
-    rep.defaults("moe.gate_bias", "false", family + " router: Linear(hidden, experts, bias=False)");
+    if (gpt_oss) {
+      e.gate_bias = true;
+      rep.defaults("moe.gate_bias", "true", "transformers GptOssTopKRouter: a weight and a bias per expert");
+    } else {
+      rep.defaults("moe.gate_bias", "false", family + " router: Linear(hidden, experts, bias=False)");
+    }
     rep.defaults("moe.gate_precision", "fp32", "moesim default; transformers computes the router in the model dtype");
     // Routing details moesim does not model: listed, not silently dropped.
     for (const char* k : {"norm_topk_prob", "routed_scaling_factor", "n_group", "topk_group", "topk_method", "seq_aux",

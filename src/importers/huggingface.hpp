@@ -12,7 +12,7 @@
 namespace moesim::importers {
 
 // The model_type values this importer maps, comma-separated (for messages and docs).
-inline constexpr const char* kHfFamilies = "mixtral, qwen2_moe, qwen3_moe, deepseek_v2, deepseek_v3, olmoe";
+inline constexpr const char* kHfFamilies = "mixtral, qwen2_moe, qwen3_moe, deepseek_v2, deepseek_v3, olmoe, gpt_oss";
 
 ImportResult import_huggingface(std::string_view text, const std::string& file, Overrides& set);
 

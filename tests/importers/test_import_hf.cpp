@@ -39,6 +39,9 @@ const Published kPublished[] = {
     {"qwen3-235b-a22b.config.json", 235, 0, 22, 0, Active::all, "Qwen3-235B-A22B model card (235B total, 22B activated)"},
     {"mixtral-8x22b-v0.1.config.json", 141, 0, 39, 0, Active::all, "Mistral AI, Mixtral 8x22B announcement (141B total, 39B active)"},
     {"deepseek-v3.config.json", 671, 0, 37, 0, Active::without_input_embedding, "DeepSeek-V3 report (671B total without MTP, 37B activated)"},
+    // OpenAI's gpt-oss model card table counts the unembedding but not the embedding as active.
+    {"gpt-oss-20b.config.json", 20.91, 2, 3.61, 2, Active::without_input_embedding, "gpt-oss model card (20.91B total, 3.61B active)"},
+    {"gpt-oss-120b.config.json", 116.83, 2, 5.13, 2, Active::without_input_embedding, "gpt-oss model card (116.83B total, 5.13B active)"},
 };
 
 TEST(ImportHf, CountsMatchThePublishedFigures) {
@@ -67,6 +70,11 @@ TEST(ImportHf, ExactCounts) {
       {"qwen1.5-moe-a2.7b.config.json", 14315735040, 2689124352},
       {"qwen3-30b-a3b.config.json", 30532122624, 3353032704},
       {"deepseek-v3.config.json", 671026404352, 37552282624},
+      // By hand for gpt-oss-20b: per layer attention with biases 26,550,080, norms 5,760, router
+      // with bias 92,192, 32 experts of 24,891,840 (SwiGLU with biases); embedding and
+      // unembedding 2 x 579,133,440; final norm 2,880.
+      {"gpt-oss-20b.config.json", 20914755648, 4187439168},
+      {"gpt-oss-120b.config.json", 116829154368, 5711980608},
   };
   for (const Exact& e : cases) {
     const ParamCounts c = count_params(import_fixture(e.fixture).model);
@@ -108,6 +116,25 @@ TEST(ImportHf, Qwen2MoeHasQkvBiasAndOneSharedExpert) {
   bool gate_note = false;
   for (const std::string& n : r.report.notes) gate_note = gate_note || n.find("sigmoid gate") != std::string::npos;
   EXPECT_TRUE(gate_note) << "the shared expert's gate is not modelled: the report must say so";
+}
+
+TEST(ImportHf, GptOssHasBiasesEverywhereAndItsRopeBase) {
+  const ImportResult r = import_fixture("gpt-oss-120b.config.json");
+  const ModelSpec& m = r.model;
+  EXPECT_EQ(m.layers, 36);
+  EXPECT_EQ(m.heads, 64);
+  EXPECT_EQ(m.kv_heads, 8);
+  EXPECT_EQ(m.head_dim, 64);
+  EXPECT_TRUE(m.bias);
+  EXPECT_EQ(m.moe.experts, 128);
+  EXPECT_EQ(m.moe.top_k, 4);
+  EXPECT_EQ(m.moe.expert_bias, std::optional<bool>(true));
+  EXPECT_TRUE(m.moe.gate_bias);
+  EXPECT_EQ(m.moe_layer_count(), 36);
+  EXPECT_DOUBLE_EQ(m.rope_theta, 150000.0);
+  EXPECT_DOUBLE_EQ(m.moe.aux_loss_weight, 0.9);
+  EXPECT_FALSE(m.tied_embeddings);
+  EXPECT_EQ(m.activation, Activation::swiglu);
 }
 
 TEST(ImportHf, Qwen3MoeHasPerHeadQkNormAndMlpOnlyLayers) {
