@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <unistd.h>
 #include <optional>
 #include <cstdlib>
@@ -19,6 +20,7 @@
 #include "src/cli/world.hpp"
 #include "src/core/atomic_file.hpp"
 #include "src/core/error.hpp"
+#include "src/core/json_reader.hpp"
 #include "src/core/table.hpp"
 #include "src/cluster/cluster_spec.hpp"
 #include "src/profile/profile.hpp"
@@ -162,17 +164,50 @@ double median_step_seconds(const std::vector<exec::StepRecord>& steps) {
   return n % 2 == 1 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
 }
 
+// One op of a timeline, in milliseconds from the start of the update.
+struct TimelineOp {
+  std::string name, category;
+  double start_ms = 0, duration_ms = 0;
+};
+
 struct Comparison {
   SimResult predicted;
+  // The first stage's (rank 0's) iteration: the simulator's, and the run's last update.
+  std::vector<TimelineOp> predicted_ops, measured_ops;
   double step_s = 0, wps = 0, peak_bytes = 0;  // measured
   std::string cluster, profile, routing;
 };
 
 // The simulator's event tier on the same model and plan, routed as the run routed (its
 // recorded trace), beside what the run measured.
+// The ops of the first stage in a Chrome trace the simulator wrote (process 1).
+std::vector<TimelineOp> first_stage_ops(const nlohmann::json& trace) {
+  std::vector<TimelineOp> ops;
+  for (const nlohmann::json& e : trace.at("traceEvents"))
+    if (e.value("ph", "") == "X" && e.value("pid", 0) == 1)
+      ops.push_back({e.at("name").get<std::string>(), e.value("cat", ""), e.at("ts").get<double>() / 1e3,
+                     e.at("dur").get<double>() / 1e3});
+  return ops;
+}
+
+// This rank's ops of its last update, from the update's first op.
+std::vector<TimelineOp> last_update_ops(const std::vector<exec::TimelineEvent>& events) {
+  std::vector<TimelineOp> ops;
+  if (events.empty()) return ops;
+  const long long last = events.back().update;
+  double start = -1;
+  for (const exec::TimelineEvent& e : events) {
+    if (e.update != last) continue;
+    if (start < 0) start = e.start_s;
+    ops.push_back({e.name, e.category, (e.start_s - start) * 1e3, (e.end_s - e.start_s) * 1e3});
+  }
+  return ops;
+}
+
 Comparison compare_with_simulation(const ModelSpec& model, const Plan& plan, const std::string& cluster_file,
                                    const std::string& profile_file, const std::string& trace_file,
-                                   const std::vector<exec::StepRecord>& steps) {
+                                   const std::vector<exec::StepRecord>& steps,
+                                   const std::vector<exec::TimelineEvent>& timeline) {
   Comparison c;
   const ClusterSpec cluster = load_cluster(cluster_file);
   check_plan(plan, cluster, "--plan");
@@ -183,7 +218,11 @@ Comparison compare_with_simulation(const ModelSpec& model, const Plan& plan, con
     routing = parse_routing("trace:" + trace_file);
     load = route_tokens(model, routing, static_cast<std::int64_t>(plan.mbs) * model.seq_len);
   }
-  c.predicted = simulate_event(model, plan, cluster, profile, load ? &*load : nullptr, "");
+  const std::string sim_trace = trace_file + ".predicted.json";
+  c.predicted = simulate_event(model, plan, cluster, profile, load ? &*load : nullptr, sim_trace);
+  c.predicted_ops = first_stage_ops(read_json_file(sim_trace));
+  std::remove(sim_trace.c_str());
+  c.measured_ops = last_update_ops(timeline);
   c.cluster = cluster.name;
   c.profile = profile.name;
   c.routing = model.is_moe() ? "the run's recorded trace" : "dense";
@@ -209,6 +248,22 @@ nlohmann::ordered_json comparison_json(const Comparison& c) {
   j["tflops_per_gpu"] = row(c.predicted.tflops_per_gpu, c.predicted.tflops_per_gpu * speed);
   j["mfu"] = row(c.predicted.mfu, c.predicted.mfu * speed);
   j["peak_bytes"] = row(c.predicted.memory.bytes.total(), c.peak_bytes);
+  // Time per kind of op in one update of the first stage, and the ops themselves.
+  std::map<std::string, std::pair<double, double>> by_category;
+  for (const TimelineOp& op : c.predicted_ops) by_category[op.category].first += op.duration_ms / 1e3;
+  for (const TimelineOp& op : c.measured_ops) by_category[op.category].second += op.duration_ms / 1e3;
+  nlohmann::ordered_json categories;
+  for (const auto& [name, t] : by_category)
+    categories[name] = {{"predicted_s", t.first}, {"measured_s", t.second},
+                        {"error", t.second > 0 ? nlohmann::json((t.first - t.second) / t.second) : nlohmann::json()}};
+  j["by_category"] = categories;
+  auto ops = [](const std::vector<TimelineOp>& list) {
+    nlohmann::ordered_json a = nlohmann::json::array();
+    for (const TimelineOp& op : list)
+      a.push_back({{"name", op.name}, {"category", op.category}, {"start_ms", op.start_ms}, {"duration_ms", op.duration_ms}});
+    return a;
+  };
+  j["timeline"] = {{"rank", 0}, {"predicted", ops(c.predicted_ops)}, {"measured", ops(c.measured_ops)}};
   return j;
 }
 
@@ -320,7 +375,7 @@ Command add_run(CLI::App& app) {
             std::string log_text;
             std::size_t logged = 0;
             const auto start = std::chrono::steady_clock::now();
-            options.timeline = !a->trace.empty();
+            options.timeline = !a->trace.empty() || a->compare;
             // An error on one rank alone (a device fault, a failed allocation) would leave
             // its peers waiting in a collective: end the whole job, naming the rank.
             auto train_or_abort = [&](auto&& on_step) {
@@ -331,6 +386,7 @@ Command add_run(CLI::App& app) {
                 std::cerr << "moesim: rank " << world.rank() << ": " << e.what() << "\n" << std::flush;
                 world.abort(dynamic_cast<const InputError*>(&e) != nullptr ? 2 : 1);
               }
+              std::_Exit(1);  // not reached: abort ends the process
             };
             const exec::TrainResult result = train_or_abort([&](const exec::StepRecord& rec) {
                   done.push_back(rec);
@@ -348,14 +404,14 @@ Command add_run(CLI::App& app) {
                   world.gather_strings(std::to_string(exec::rank_grid(plan, world.rank()).pp) + "\n" +
                                        exec::timeline_to_text(result.timeline));
               if (root) {
-                std::vector<std::vector<exec::TimelineEvent>> ranks;
+                std::vector<std::vector<exec::TimelineEvent>> events;
                 std::vector<int> stages;
                 for (const std::string& t : texts) {
                   const auto cut = t.find('\n');
                   stages.push_back(std::stoi(t.substr(0, cut)));
-                  ranks.push_back(exec::timeline_from_text(t.substr(cut + 1)));
+                  events.push_back(exec::timeline_from_text(t.substr(cut + 1)));
                 }
-                write_file_atomically(a->trace, exec::chrome_trace(ranks, stages).dump() + "\n");
+                write_file_atomically(a->trace, exec::chrome_trace(events, stages).dump() + "\n");
               }
             }
             if (!root) return 0;
@@ -372,7 +428,7 @@ Command add_run(CLI::App& app) {
                                           : a->device == "cpu" ? "configs/clusters/local-cpu.json"
                                                                : "";
               if (cluster.empty()) throw InputError("--cluster", "", "expected a cluster JSON for --compare on cuda");
-              comparison = compare_with_simulation(model, plan, cluster, a->profile, trace_file, done);
+              comparison = compare_with_simulation(model, plan, cluster, a->profile, trace_file, done, result.timeline);
               if (a->routing_trace.empty()) std::remove(trace_file.c_str());
             }
             if (a->json) {
@@ -389,6 +445,17 @@ Command add_run(CLI::App& app) {
               for (auto& s : steps) s.erase("wall");
               j["steps"] = steps;
               j["median_step_s"] = median_step_seconds(done);
+              if (model.is_moe()) {
+                // Tokens whose first choice was each expert, per MoE layer, over the run.
+                nlohmann::ordered_json layers = nlohmann::json::array();
+                for (std::size_t l = 0; l < done.front().expert1.size(); ++l) {
+                  std::vector<std::int64_t> total(done.front().expert1[l].size());
+                  for (const exec::StepRecord& s : done)
+                    for (std::size_t e = 0; e < total.size(); ++e) total[e] += s.expert1[l][e];
+                  layers.push_back(total);
+                }
+                j["routing"] = {{"experts", model.moe.experts}, {"expert1_per_layer", layers}};
+              }
               if (comparison) j["compare"] = comparison_json(*comparison);
               std::cout << j.dump(2) << "\n";
             } else if (comparison) {

@@ -6,6 +6,8 @@
 #include <cuda_runtime_api.h>
 #include <nccl.h>
 
+#include <cstdlib>
+
 #include "src/comm/communicator.hpp"
 
 namespace moesim {
@@ -40,7 +42,10 @@ class NcclCommunicator final : public Communicator {
   void send_recv(const float* send, std::size_t send_count, int dst, float* recv, std::size_t recv_count,
                  int src) override;
   std::unique_ptr<Communicator> split(int color, int key) override;
-  [[noreturn]] void abort(int code) override { host_.abort(code); }
+  [[noreturn]] void abort(int code) override {
+    host_.abort(code);
+    std::_Exit(code);  // not reached: GCC does not carry [[noreturn]] through a virtual call
+  }
   double max_over_ranks(double value) override { return host_.max_over_ranks(value); }
   std::vector<std::string> gather_strings(const std::string& s) override { return host_.gather_strings(s); }
   std::string broadcast_bytes(const std::string& bytes) override { return host_.broadcast_bytes(bytes); }
