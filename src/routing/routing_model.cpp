@@ -111,8 +111,12 @@ Trace read_trace(const std::string& path) {
 
 RoutingSpec parse_routing(const std::string& text) {
   RoutingSpec r;
-  const std::string expected = "expected uniform, zipf:S (S >= 0) or trace:FILE, got \"" + text + "\"";
+  const std::string expected = "expected uniform, balanced, zipf:S (S >= 0) or trace:FILE, got \"" + text + "\"";
   if (text == "uniform") return r;
+  if (text == "balanced") {
+    r.kind = RoutingKind::balanced;
+    return r;
+  }
   if (text.rfind("zipf:", 0) == 0) {
     r.kind = RoutingKind::zipf;
     try {
@@ -135,6 +139,7 @@ RoutingSpec parse_routing(const std::string& text) {
 std::string to_string(const RoutingSpec& r) {
   switch (r.kind) {
     case RoutingKind::uniform: return "uniform";
+    case RoutingKind::balanced: return "balanced";
     case RoutingKind::zipf: {
       char buf[48];
       std::snprintf(buf, sizeof buf, "zipf:%g", r.zipf_s);
@@ -172,6 +177,26 @@ ExpertLoad route_tokens(const ModelSpec& m, const RoutingSpec& routing, std::int
     load.stats = kernels::gate_stats_from_tallies(h1, h2, h1, h2, static_cast<int>(tokens), c,
                                                   t.entropy.value_or(0) * static_cast<double>(tokens));
     load.has_entropy = t.entropy.has_value();
+  } else if (routing.kind == RoutingKind::balanced) {
+    // Each of the k choice ranks spreads its tokens evenly: tokens / E per expert, the
+    // remainder one each to the first experts.
+    std::vector<int> h1(static_cast<std::size_t>(E)), h2(k >= 2 ? static_cast<std::size_t>(E) : 0);
+    load.demand.assign(static_cast<std::size_t>(E), 0.0);
+    load.kept.assign(static_cast<std::size_t>(E), 0.0);
+    const double cap = capacity ? static_cast<double>(*capacity) : INFINITY;
+    for (int e = 0; e < E; ++e) {
+      const auto i = static_cast<std::size_t>(e);
+      const auto even = [&](std::int64_t n) { return n / E + (e < n % E ? 1 : 0); };
+      const double d = static_cast<double>(even(tokens * k));
+      const double d1 = static_cast<double>(even(tokens));
+      h1[i] = static_cast<int>(d1);
+      if (!h2.empty()) h2[i] = static_cast<int>(even(tokens));
+      load.demand[i] = d;
+      load.kept[i] = std::min(d1, cap) + std::clamp(cap - d1, 0.0, d - d1);
+    }
+    const int c = capacity ? static_cast<int>(*capacity) : static_cast<int>(tokens);
+    load.stats = kernels::gate_stats_from_tallies(h1, h2, h1, h2, static_cast<int>(tokens), c,
+                                                  static_cast<double>(tokens) * std::log(static_cast<double>(E)));
   } else {
     std::vector<double> log_w = expert_weights(routing, E);
     for (double& x : log_w) x = std::log(x);

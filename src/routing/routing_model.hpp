@@ -15,7 +15,9 @@
 
 namespace moesim {
 
-enum class RoutingKind { uniform, zipf, trace };
+// balanced: every expert gets exactly its share, as Megatron's
+// --moe-router-force-load-balancing makes published benchmarks route.
+enum class RoutingKind { uniform, zipf, trace, balanced };
 
 struct RoutingSpec {
   RoutingKind kind = RoutingKind::uniform;
@@ -24,7 +26,8 @@ struct RoutingSpec {
   std::uint64_t seed = 1;
 };
 
-// "uniform", "zipf:S" (S >= 0) or "trace:FILE"; bad text is an InputError on --routing.
+// "uniform", "balanced", "zipf:S" (S >= 0) or "trace:FILE"; bad text is an InputError on
+// --routing.
 RoutingSpec parse_routing(const std::string& text);
 std::string to_string(const RoutingSpec& r);
 
@@ -49,7 +52,9 @@ struct ExpertLoad {
 // router logits log(w_e) + Gumbel noise, so the first choice follows w exactly (the
 // Gumbel-max trick), and run the real gate (kernels/gate: fairseq's top-1/top-2 with its
 // second-expert policy and capacity; k > 2 routes top-k in token order). A trace gives
-// per-expert first and second choices, scaled to `tokens`.
+// per-expert first and second choices, scaled to `tokens`. Balanced routing gives every
+// expert tokens * k / E choices (the remainder to the first experts), uniform router
+// probabilities, and drops only what exceeds the capacity.
 ExpertLoad route_tokens(const ModelSpec& model, const RoutingSpec& routing, std::int64_t tokens);
 
 // Expert-parallel ranks each hold `experts / ep` experts (a contiguous block, or every

@@ -19,8 +19,10 @@
 namespace moesim {
 namespace {
 
-TEST(Routing, ParsesItsThreeForms) {
+TEST(Routing, ParsesItsFourForms) {
   EXPECT_EQ(parse_routing("uniform").kind, RoutingKind::uniform);
+  EXPECT_EQ(parse_routing("balanced").kind, RoutingKind::balanced);
+  EXPECT_EQ(to_string(parse_routing("balanced")), "balanced");
   const RoutingSpec z = parse_routing("zipf:1.5");
   EXPECT_EQ(z.kind, RoutingKind::zipf);
   EXPECT_EQ(z.zipf_s, 1.5);
@@ -32,7 +34,8 @@ TEST(Routing, ParsesItsThreeForms) {
       FAIL() << bad;
     } catch (const InputError& e) {
       EXPECT_EQ(std::string(e.what()),
-                std::string("--routing: expected uniform, zipf:S (S >= 0) or trace:FILE, got \"") + bad + "\"");
+                std::string("--routing: expected uniform, balanced, zipf:S (S >= 0) or trace:FILE, got \"") + bad +
+                    "\"");
     }
   }
 }
@@ -107,6 +110,32 @@ TEST(Routing, RoundRobinPlacementSpreadsHotExperts) {
   // One expert per rank, or one rank for all: placement changes nothing.
   EXPECT_EQ(rank_load(load, 4).max_tokens, rank_load(load, 4, ExpertPlacement::round_robin).max_tokens);
   EXPECT_EQ(rank_load(load, 1).max_tokens, rank_load(load, 1, ExpertPlacement::round_robin).max_tokens);
+}
+
+// Forced balance: every expert gets tokens * k / E choices exactly, every rank the same
+// load, nothing dropped at fairseq's capacity, uniform gate entropy; a capacity below the
+// share drops exactly the excess.
+TEST(Routing, BalancedGivesEveryExpertItsShare) {
+  ModelSpec m = dropless_top2(8);
+  const ExpertLoad load = route_tokens(m, parse_routing("balanced"), 4096);
+  for (int e = 0; e < 8; ++e) {
+    EXPECT_EQ(load.demand[static_cast<std::size_t>(e)], 4096.0 * 2 / 8);
+    EXPECT_EQ(load.kept[static_cast<std::size_t>(e)], 4096.0 * 2 / 8);
+  }
+  const RankLoad ranks = rank_load(load, 4);
+  EXPECT_EQ(ranks.max_tokens, ranks.mean_tokens);
+  EXPECT_EQ(load.stats.unused_expert1_count, 0);
+  EXPECT_EQ(load.stats.overflow_expert1, 0);
+  EXPECT_NEAR(load.stats.entropy_gating, std::log(8.0), 1e-12);
+  EXPECT_EQ(load.stats.expert1_balance_top, load.stats.expert1_balance_bottom);
+
+  m.moe.capacity_factor = 0.5;  // per_choice: 2 * ceil(0.5 * 4096 / 8) = 512 slots < 1024 choices
+  m.moe.capacity_rounding = CapacityRounding::per_choice;
+  const ExpertLoad capped = route_tokens(m, parse_routing("balanced"), 4096);
+  ASSERT_EQ(capped.capacity, std::optional<std::int64_t>(512));
+  for (int e = 0; e < 8; ++e) EXPECT_EQ(capped.kept[static_cast<std::size_t>(e)], 512.0);
+  EXPECT_EQ(capped.stats.overflow_expert1, 0);    // first choices (512 per expert) all fit
+  EXPECT_EQ(capped.stats.overflow_expert2, 100);  // the slots are gone when second choices come
 }
 
 TEST(Routing, BadTracesNameTheField) {
