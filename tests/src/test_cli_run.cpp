@@ -1,0 +1,133 @@
+// `moesim run` as a user runs it: training on a token file, the measured Chrome trace under
+// the simulator's names, --compare's figures, and the plans and models it refuses.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/src/cli_test_util.hpp"
+
+namespace moesim {
+namespace {
+
+using testing::Outcome;
+
+const std::string kTiny = "configs/models/tiny-moe.json";
+
+Outcome moesim(const std::string& args) { return testing::run_command(std::string(MOESIM_BIN) + " " + args); }
+
+Outcome mpirun(int ranks, const std::string& args) {
+  return testing::run_command("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " + std::string(MOESIM_MPIEXEC) +
+                              " -n " + std::to_string(ranks) + " --oversubscribe " + MOESIM_BIN + " " + args);
+}
+
+std::string temp_path(const std::string& name) {
+  const auto dir = std::filesystem::path(::testing::TempDir()) / ("moesim_cli_run_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  return (dir / name).string();
+}
+
+std::vector<double> losses(const nlohmann::json& run) {
+  std::vector<double> out;
+  for (const auto& s : run.at("steps")) out.push_back(s.at("loss").get<double>());
+  return out;
+}
+
+// A uint16 token file trains (the loss falls over 20 updates on a corpus repeating one
+// 17-token pattern) and differs from the synthetic data's run.
+TEST(CliRun, TrainsOnATokenFile) {
+  const std::string file = temp_path("tokens.u16");
+  {
+    std::ofstream out(file, std::ios::binary);
+    for (int i = 0; i < 4096; ++i) {
+      const std::uint16_t id = static_cast<std::uint16_t>((i % 17) * 3);
+      out.write(reinterpret_cast<const char*>(&id), sizeof id);
+    }
+  }
+  const std::string common = "run --model " + kTiny + " --plan dp=1,mbs=4,gbs=8 --steps 20 --lr 1e-2 --json";
+  const Outcome r = moesim(common + " --data " + file);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::vector<double> l = losses(nlohmann::json::parse(r.out));
+  ASSERT_EQ(l.size(), 20u);
+  EXPECT_LT(l.back(), l.front() - 1.0) << "bits per token";
+  const Outcome synthetic = moesim(common + " --data synthetic");
+  ASSERT_EQ(synthetic.code, 0) << synthetic.err;
+  EXPECT_NE(losses(nlohmann::json::parse(synthetic.out)).front(), l.front());
+}
+
+// --trace names every micro-batch's forward and backward, the reduction and the step as
+// simulate --tier event --trace does, on every rank.
+TEST(CliRun, TraceCarriesTheSimulatorsNames) {
+  const std::string trace = temp_path("run-trace.json");
+  const Outcome r = mpirun(2, "run --model " + kTiny + " --plan pp=2,mbs=2,gbs=8 --steps 2 --data structured --trace " +
+                                  trace + " --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::ifstream in(trace);
+  const nlohmann::json j = nlohmann::json::parse(in);
+  std::set<std::string> names[2];
+  for (const auto& e : j.at("traceEvents"))
+    if (e.at("ph") == "X") names[e.at("pid").get<int>() - 1].insert(e.at("name").get<std::string>());
+  for (int stage = 0; stage < 2; ++stage) {
+    const std::string s = std::to_string(stage);
+    for (int mb = 0; mb < 4; ++mb) {
+      EXPECT_TRUE(names[stage].count("F" + s + "." + std::to_string(mb))) << "stage " << s;
+      EXPECT_TRUE(names[stage].count("B" + s + "." + std::to_string(mb))) << "stage " << s;
+    }
+    EXPECT_TRUE(names[stage].count("grad_reduce " + s));
+    EXPECT_TRUE(names[stage].count("optimizer " + s));
+  }
+}
+
+// --compare: the prediction's figures beside the measurement's, and both timelines of rank 0.
+TEST(CliRun, CompareReportsPredictedAndMeasured) {
+  const Outcome r = mpirun(2, "run --model " + kTiny + " --plan dp=2,ep=2,mbs=4,gbs=16 --steps 4 --data structured "
+                              "--compare --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  const nlohmann::json& c = j.at("compare");
+  for (const char* k : {"step_s", "wps", "tflops_per_gpu", "mfu", "peak_bytes"}) {
+    const double p = c.at(k).at("predicted").get<double>(), m = c.at(k).at("measured").get<double>();
+    EXPECT_GT(p, 0) << k;
+    EXPECT_GT(m, 0) << k;
+    EXPECT_NEAR(c.at(k).at("error").get<double>(), (p - m) / m, 1e-12) << k;
+  }
+  EXPECT_EQ(c.at("step_s").at("measured").get<double>(), j.at("median_step_s").get<double>());
+  EXPECT_FALSE(c.at("timeline").at("predicted").empty());
+  EXPECT_FALSE(c.at("timeline").at("measured").empty());
+  EXPECT_TRUE(c.at("by_category").contains("forward"));
+  EXPECT_TRUE(c.at("by_category").contains("backward"));
+  EXPECT_EQ(j.at("routing").at("expert1_per_layer").size(), 2u);  // tiny-moe's two MoE layers
+}
+
+// What the executor cannot train exits 2 with one line naming the field.
+TEST(CliRun, RefusesWhatItCannotTrainNamingTheField) {
+  struct Case {
+    std::string args, field;
+  };
+  const std::vector<Case> cases = {
+      {"--model " + kTiny + " --plan tp=3,mbs=1,gbs=3", "'tp'"},
+      {"--model " + kTiny + " --plan dp=1,mbs=1,gbs=1,zero=3", "'zero'"},
+      {"--model " + kTiny + " --plan dp=1,mbs=1,gbs=1,precision=fp16", "'precision'"},
+      {"--model " + kTiny + " --plan pp=2,vpp=2,mbs=1,gbs=2,schedule=interleaved", "'schedule'"},
+      {"--model configs/models/fairseq-moe-4.1b.json --plan dp=1,mbs=1,gbs=1", "'positions'"},
+      {"--model " + kTiny + " --plan dp=2,mbs=1,gbs=2", "dp*tp*pp"},
+  };
+  for (const Case& c : cases) {
+    const Outcome r = moesim("run " + c.args + " --steps 1");
+    EXPECT_EQ(r.code, 2) << c.args << "\n" << r.err;
+    EXPECT_NE(r.err.find(c.field), std::string::npos) << c.args << "\n" << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << c.args << "\n" << r.err;
+    EXPECT_TRUE(r.out.empty()) << c.args;
+  }
+}
+
+}  // namespace
+}  // namespace moesim
