@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "src/comm/mpi_communicator.hpp"
+#include "tests/src/mpi_test_main.hpp"
 #include "src/core/error.hpp"
 #include "src/profiler/collective_bench.hpp"
 
@@ -239,36 +240,7 @@ TEST(MeasureCollectives, RejectsABadGrid) {
   }
 }
 
-// Failures of ranks other than 0, prefixed with the rank; rank 0 keeps GoogleTest's full output.
-class RankFailurePrinter : public ::testing::EmptyTestEventListener {
- public:
-  explicit RankFailurePrinter(int rank) : rank_(rank) {}
-  void OnTestPartResult(const ::testing::TestPartResult& r) override {
-    if (r.failed())
-      std::fprintf(stderr, "[rank %d] %s:%d: %s\n", rank_, r.file_name() ? r.file_name() : "?", r.line_number(),
-                   r.message());
-  }
-
- private:
-  int rank_;
-};
-
 }  // namespace
 }  // namespace moesim
 
-int main(int argc, char** argv) {
-  moesim::MpiSession session;
-  ::testing::InitGoogleTest(&argc, argv);
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  if (rank != 0) {
-    ::testing::TestEventListeners& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-    listeners.Append(new moesim::RankFailurePrinter(rank));
-  }
-  int result = RUN_ALL_TESTS();
-  // Every rank fails if any did, so mpirun and ctest see it whichever rank it was.
-  int worst = result;
-  MPI_Allreduce(&result, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  return worst;
-}
+int main(int argc, char** argv) { return moesim::testing::run_mpi_tests(argc, argv); }
