@@ -1,4 +1,4 @@
-// Rendering a report as HTML (charts + tables), Markdown and CSV; see render.hpp.
+// Rendering a report as HTML (charts + tables), Markdown and CSVs; see render.hpp.
 #include "src/report/render.hpp"
 
 #include <algorithm>
@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <ostream>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -115,6 +116,142 @@ double max_over_mean(const std::vector<double>& v) {
   return sum > 0 ? top * static_cast<double>(v.size()) / sum : 0;
 }
 
+// A table of printed cells, built once and written as Markdown and as HTML, so both
+// carry the same text. The first `text_columns` columns are left-aligned text.
+struct CellTable {
+  std::vector<std::string> headers;
+  std::size_t text_columns = 0;
+  std::vector<std::vector<std::string>> rows;
+
+  void markdown(std::ostream& md) const {
+    md << "|";
+    for (const std::string& h : headers) md << " " << md_cell(h) << " |";
+    md << "\n|";
+    for (std::size_t i = 0; i < headers.size(); ++i) md << (i < text_columns ? " --- |" : " ---: |");
+    md << "\n";
+    for (const auto& row : rows) {
+      md << "|";
+      for (const std::string& c : row) md << " " << md_cell(c) << " |";
+      md << "\n";
+    }
+  }
+  void html(std::ostream& h) const {
+    h << "<table>\n<tr>";
+    for (const std::string& c : headers) h << "<th>" << html_escape(c) << "</th>";
+    h << "</tr>\n";
+    for (const auto& row : rows) {
+      h << "<tr>";
+      for (std::size_t i = 0; i < row.size(); ++i)
+        h << (i < text_columns ? "<td>" : "<td class=\"n\">") << html_escape(row[i]) << "</td>";
+      h << "</tr>\n";
+    }
+    h << "</table>\n";
+  }
+};
+
+constexpr double kMiB = 1024.0 * 1024.0;
+
+std::string error_cell(double e) { return fmt("%+.1f", 100 * e); }
+
+// Predicted, measured and error of step time, tokens/s, MFU and peak memory per run.
+CellTable run_table(const RunView& v) {
+  CellTable t{{"key", "plan", "step pred. (s)", "step meas. (s)", "step err. (%)", "tokens/s pred.", "tokens/s meas.",
+               "tokens/s err. (%)", "MFU pred. (%)", "MFU meas. (%)", "MFU err. (%)", "peak pred. (MiB)",
+               "peak meas. (MiB)", "peak err. (%)"},
+              2,
+              {}};
+  for (const RunRow& r : v.rows)
+    t.rows.push_back({r.key, r.label, fmt("%.4g", r.step_s.predicted), fmt("%.4g", r.step_s.measured),
+                      error_cell(r.step_s.error), fmt("%.0f", r.wps.predicted), fmt("%.0f", r.wps.measured),
+                      error_cell(r.wps.error), fmt("%.3f", 100 * r.mfu.predicted), fmt("%.3f", 100 * r.mfu.measured),
+                      error_cell(r.mfu.error), fmt("%.1f", r.peak_bytes.predicted / kMiB),
+                      fmt("%.1f", r.peak_bytes.measured / kMiB), error_cell(r.peak_bytes.error)});
+  return t;
+}
+
+// Time per op category in one update of rank 0, per run.
+CellTable category_table(const RunView& v) {
+  CellTable t{{"key", "plan", "category", "predicted (s)", "measured (s)", "error (%)"}, 3, {}};
+  for (const RunRow& r : v.rows)
+    for (const CategoryTime& c : r.categories)
+      t.rows.push_back({r.key, r.label, c.category, fmt("%.4g", c.predicted_s), fmt("%.4g", c.measured_s),
+                        c.error ? error_cell(*c.error) : "n/a"});
+  return t;
+}
+
+std::string tokens_list(const std::vector<double>& tokens) {
+  std::string out;
+  for (double x : tokens) out += (out.empty() ? "" : " ") + fmt("%.0f", x);
+  return out;
+}
+
+// First-choice tokens per expert per MoE layer, per MoE run.
+CellTable expert_table(const RunView& v) {
+  CellTable t{{"key", "plan", "MoE layer", "tokens (first choice)", "busiest expert / mean", "tokens per expert"}, 2, {}};
+  for (const RunRow& r : v.rows)
+    for (std::size_t l = 0; l < r.expert1_per_layer.size(); ++l) {
+      double total = 0;
+      for (double x : r.expert1_per_layer[l]) total += x;
+      t.rows.push_back({r.key, r.label, std::to_string(l), fmt("%.0f", total),
+                        fmt("%.3f", max_over_mean(r.expert1_per_layer[l])), tokens_list(r.expert1_per_layer[l])});
+    }
+  return t;
+}
+
+bool any_routing(const RunView& v) {
+  return std::any_of(v.rows.begin(), v.rows.end(), [](const RunRow& r) { return !r.expert1_per_layer.empty(); });
+}
+
+std::string run_caption(const RunView& v) {
+  return "Measured: the median update after the first (tokens/s and MFU from it), the most any rank held; "
+         "predicted: the simulator's event tier on the same model and plan, routed as the run routed. "
+         "Error = (predicted - measured) / measured. Median |step-time error| over " +
+         std::to_string(v.rows.size()) + " run(s): " + fmt("%.1f", 100 * v.median_abs_step_error) + "%.";
+}
+
+// The y encoding of the charts with a bar or a row per report row: its label, in order.
+ojson label_axis() {
+  return {{"field", "label"}, {"type", "nominal"}, {"sort", nullptr}, {"title", nullptr}, {"axis", {{"labelLimit", 480}}}};
+}
+
+// Tokens per expert (x) per row (y, the cells' "label") as a heatmap coloured by `count`;
+// the tooltip adds `extra` fields.
+ojson expert_heatmap(const std::string& title, const ojson& cells, const char* count, const char* count_title,
+                     const std::vector<const char*>& extra) {
+  ojson tooltip = ojson::array({{{"field", "label"}}, {{"field", "expert"}}, {{"field", count}}});
+  for (const char* f : extra) tooltip.push_back({{"field", f}});
+  return {{"$schema", kVegaLiteSchema},
+          {"title", title},
+          {"data", {{"values", cells}}},
+          {"mark", "rect"},
+          {"encoding",
+           {{"x", {{"field", "expert"}, {"type", "ordinal"}, {"title", "expert"}}},
+            {"y", label_axis()},
+            {"color", {{"field", count}, {"type", "quantitative"}, {"title", count_title}}},
+            {"tooltip", tooltip}}}};
+}
+
+// Each op with its lane: 0 unless it overlaps an op placed before it (longest first
+// among those starting together), then the first lane free at its start.
+std::vector<std::pair<const TimelineOp*, int>> overlap_lanes(const std::vector<TimelineOp>& ops) {
+  std::vector<const TimelineOp*> order;
+  for (const TimelineOp& op : ops) order.push_back(&op);
+  std::stable_sort(order.begin(), order.end(), [](const TimelineOp* a, const TimelineOp* b) {
+    return a->start_ms != b->start_ms ? a->start_ms < b->start_ms : a->duration_ms > b->duration_ms;
+  });
+  constexpr double kTouchMs = 1e-6;  // ops that end where the next starts do not overlap
+  std::vector<double> lane_end;
+  std::vector<std::pair<const TimelineOp*, int>> out;
+  for (const TimelineOp* op : order) {
+    std::size_t lane = 0;
+    while (lane < lane_end.size() && lane_end[lane] > op->start_ms + kTouchMs) ++lane;
+    if (lane == lane_end.size()) lane_end.push_back(0);
+    lane_end[lane] = op->start_ms + op->duration_ms;
+    out.emplace_back(op, static_cast<int>(lane));
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string chart_library_dir() {
@@ -137,8 +274,7 @@ std::vector<ojson> view_specs(const ReportView& view) {
       if (s > 0) parts.push_back({{"label", r.label}, {"component", name}, {"seconds", s}});
     memory.push_back({{"label", r.label}, {"peak_gib", r.peak_memory / kGiB}, {"gpu_gib", r.gpu_memory / kGiB}});
   }
-  const ojson y = {{"field", "label"}, {"type", "nominal"}, {"sort", nullptr}, {"title", nullptr},
-                   {"axis", {{"labelLimit", 480}}}};
+  const ojson y = label_axis();
   std::vector<ojson> specs;
   specs.push_back({{"$schema", kVegaLiteSchema},
                    {"title", "Throughput (tokens/s)"},
@@ -180,16 +316,8 @@ std::vector<ojson> view_specs(const ReportView& view) {
     drops.push_back({{"label", r.label}, {"dropped", r.dropped_fraction}, {"routing", r.routing}});
   }
   if (!cells.empty()) {
-    specs.push_back({{"$schema", kVegaLiteSchema},
-                     {"title", "Expert balance: tokens kept per expert (one micro-batch of one rank, one MoE layer)"},
-                     {"data", {{"values", cells}}},
-                     {"mark", "rect"},
-                     {"encoding",
-                      {{"x", {{"field", "expert"}, {"type", "ordinal"}, {"title", "expert"}}},
-                       {"y", y},
-                       {"color", {{"field", "kept"}, {"type", "quantitative"}, {"title", "tokens kept"}}},
-                       {"tooltip", ojson::array({{{"field", "label"}}, {{"field", "expert"}}, {{"field", "kept"}},
-                                                 {{"field", "demand"}}})}}}});
+    specs.push_back(expert_heatmap("Expert balance: tokens kept per expert (one micro-batch of one rank, one MoE layer)",
+                                   cells, "kept", "tokens kept", {"demand"}));
     specs.push_back({{"$schema", kVegaLiteSchema},
                      {"title", "Routed choices dropped over capacity"},
                      {"width", 520},
@@ -242,6 +370,110 @@ std::vector<ojson> profile_specs(const ProfileView& view) {
   return specs;
 }
 
+std::vector<ojson> run_specs(const RunView& view) {
+  std::vector<ojson> specs;
+  // Predicted against measured step time, each point a run (its key beside it, its plan in
+  // the legend), with the line predicted = measured across the points' range.
+  ojson points = ojson::array();
+  double low = 0, high = 0;
+  for (const RunRow& r : view.rows) {
+    points.push_back({{"key", r.key}, {"run", r.key + ": " + r.label}, {"label", r.label},
+                      {"measured_s", r.step_s.measured}, {"predicted_s", r.step_s.predicted}, {"error", r.step_s.error}});
+    const double lo = std::min(r.step_s.measured, r.step_s.predicted), hi = std::max(r.step_s.measured, r.step_s.predicted);
+    low = points.size() == 1 ? lo : std::min(low, lo);
+    high = std::max(high, hi);
+  }
+  low = std::max(0.0, low - 0.1 * (high - low) - 0.05 * high);
+  high = high + 0.1 * (high - low);
+  const ojson domain = ojson::array({low, high});
+  const ojson x = {{"type", "quantitative"}, {"scale", {{"domain", domain}, {"zero", false}}}, {"title", "measured step time (s)"}};
+  const ojson y = {{"type", "quantitative"}, {"scale", {{"domain", domain}, {"zero", false}}}, {"title", "predicted step time (s)"}};
+  auto with_field = [](ojson axis, const char* field) {
+    axis["field"] = field;
+    return axis;
+  };
+  specs.push_back(
+      {{"$schema", kVegaLiteSchema},
+       {"title",
+        {{"text", "Step time: predicted against measured (s), one point per run"},
+         {"subtitle", "the dashed line is predicted = measured; median |error| " +
+                          fmt("%.1f", 100 * view.median_abs_step_error) + "% over " + std::to_string(view.rows.size()) +
+                          " run(s)"}}},
+       {"width", 420},
+       {"height", 420},
+       {"layer",
+        ojson::array(
+            {{{"data", {{"values", ojson::array({{{"s", low}}, {{"s", high}}})}}},
+              {"mark", {{"type", "line"}, {"color", "#888"}, {"strokeDash", ojson::array({4, 4})}, {"clip", true}}},
+              {"encoding", {{"x", with_field(x, "s")}, {"y", with_field(y, "s")}}}},
+             {{"data", {{"values", points}}},
+              {"mark", {{"type", "point"}, {"filled", true}, {"size", 90}}},
+              {"encoding",
+               {{"x", with_field(x, "measured_s")},
+                {"y", with_field(y, "predicted_s")},
+                {"color", {{"field", "run"}, {"type", "nominal"}, {"sort", nullptr}, {"title", "run: plan"},
+                           {"legend", {{"labelLimit", 400}}}}},
+                {"tooltip", ojson::array({{{"field", "key"}}, {{"field", "label"}, {"title", "plan"}},
+                                          {{"field", "measured_s"}, {"format", ".4g"}},
+                                          {{"field", "predicted_s"}, {"format", ".4g"}},
+                                          {{"field", "error"}, {"format", "+.1%"}}})}}}},
+             {{"data", {{"values", points}}},
+              {"mark", {{"type", "text"}, {"align", "left"}, {"dx", 8}, {"dy", -6}, {"fontSize", 10}}},
+              {"encoding",
+               {{"x", with_field(x, "measured_s")}, {"y", with_field(y, "predicted_s")}, {"text", {{"field", "key"}}}}}}})}});
+  // Rank 0's update: a row predicted, a row measured, x in ms. An op that overlaps one
+  // drawn before it (the simulator's gradient buckets under the backward) is drawn as a
+  // thinner bar over it; every timeline colours a category alike.
+  std::set<std::string> categories;
+  for (const RunRow& r : view.rows)
+    for (const auto* ops : {&r.predicted_ops, &r.measured_ops})
+      for (const TimelineOp& op : *ops) categories.insert(op.category);
+  const ojson color = {{"field", "category"}, {"type", "nominal"}, {"title", "op category"},
+                       {"scale", {{"domain", ojson(std::vector<std::string>(categories.begin(), categories.end()))}}}};
+  for (std::size_t i = 0; i < view.rows.size() && i < kMaxTimelines; ++i) {
+    const RunRow& r = view.rows[i];
+    ojson bars = ojson::array();
+    for (const auto& [side, ops] : {std::pair{"predicted", &r.predicted_ops}, std::pair{"measured", &r.measured_ops}}) {
+      for (const auto& [op, lane] : overlap_lanes(*ops))
+        bars.push_back({{"side", side}, {"name", op->name}, {"category", op->category}, {"start_ms", op->start_ms},
+                        {"end_ms", op->start_ms + op->duration_ms}, {"duration_ms", op->duration_ms}, {"lane", lane}});
+    }
+    if (bars.empty()) continue;
+    const ojson encoding = {
+        {"y", {{"field", "side"}, {"type", "nominal"}, {"sort", ojson::array({"predicted", "measured"})}, {"title", nullptr}}},
+        {"x", {{"field", "start_ms"}, {"type", "quantitative"}, {"title", "ms from the update's first op"}}},
+        {"x2", {{"field", "end_ms"}}},
+        {"color", color},
+        {"tooltip", ojson::array({{{"field", "side"}}, {{"field", "name"}}, {{"field", "category"}},
+                                  {{"field", "start_ms"}, {"format", ".3f"}}, {{"field", "duration_ms"}, {"format", ".3f"}}})}};
+    specs.push_back(
+        {{"$schema", kVegaLiteSchema},
+         {"title", "Rank " + std::to_string(r.timeline_rank) + ", one update, predicted and measured: " + r.label + " (" +
+                       r.key + ")"},
+         {"width", 900},
+         {"height", {{"step", 30}}},
+         {"data", {{"values", bars}}},
+         {"encoding", encoding},
+         {"layer", ojson::array({{{"transform", ojson::array({{{"filter", "datum.lane == 0"}}})},
+                                  {"mark", {{"type", "bar"}, {"stroke", "white"}, {"strokeWidth", 0.5}}}},
+                                 {{"transform", ojson::array({{{"filter", "datum.lane > 0"}}})},
+                                  {"mark", {{"type", "bar"}, {"height", {{"band", 0.4}}}, {"stroke", "#333"},
+                                            {"strokeWidth", 0.5}}}}})}});
+  }
+  // First-choice tokens per expert, a heatmap row per run and MoE layer.
+  ojson cells = ojson::array();
+  for (const RunRow& r : view.rows)
+    for (std::size_t l = 0; l < r.expert1_per_layer.size(); ++l)
+      for (std::size_t e = 0; e < r.expert1_per_layer[l].size(); ++e)
+        cells.push_back({{"label", r.label + " · MoE layer " + std::to_string(l)}, {"run", r.key},
+                         {"moe_layer", static_cast<int>(l)}, {"expert", static_cast<int>(e)},
+                         {"tokens", r.expert1_per_layer[l][e]}});
+  if (!cells.empty())
+    specs.push_back(expert_heatmap("Expert balance per MoE layer: tokens whose first choice was each expert (whole run)",
+                                   cells, "tokens", "tokens", {"run", "moe_layer"}));
+  return specs;
+}
+
 ojson report_data_json(const Report& report) {
   ojson views = ojson::array();
   for (const ReportView& v : report.views) {
@@ -269,7 +501,35 @@ ojson report_data_json(const Report& report) {
       points.push_back({{"chart", q.chart}, {"series", q.series}, {"x", q.x}, {"measured", q.measured}, {"fitted", q.fitted}});
     profiles.push_back({{"title", p.title}, {"source", p.source}, {"points", points}});
   }
-  return {{"title", report.title}, {"inputs", report.inputs}, {"views", views}, {"profiles", profiles}};
+  ojson out = {{"title", report.title}, {"inputs", report.inputs}, {"views", views}, {"profiles", profiles}};
+  if (report.runs) {
+    auto figure = [](const Predicted& p) {
+      return ojson{{"predicted", p.predicted}, {"measured", p.measured}, {"error", p.error}};
+    };
+    auto ops = [](const std::vector<TimelineOp>& list) {
+      ojson a = ojson::array();
+      for (const TimelineOp& op : list)
+        a.push_back({{"name", op.name}, {"category", op.category}, {"start_ms", op.start_ms}, {"duration_ms", op.duration_ms}});
+      return a;
+    };
+    ojson rows = ojson::array();
+    for (const RunRow& r : report.runs->rows) {
+      ojson categories = ojson::array();
+      for (const CategoryTime& c : r.categories)
+        categories.push_back({{"category", c.category}, {"predicted_s", c.predicted_s}, {"measured_s", c.measured_s},
+                              {"error", c.error ? ojson(*c.error) : ojson(nullptr)}});
+      rows.push_back({{"key", r.key}, {"label", r.label}, {"source", r.source}, {"model", r.model}, {"device", r.device},
+                      {"ranks", r.ranks}, {"cluster", r.cluster}, {"profile", r.profile}, {"plan", r.plan},
+                      {"step_s", figure(r.step_s)}, {"wps", figure(r.wps)}, {"tflops_per_gpu", figure(r.tflops_per_gpu)},
+                      {"mfu", figure(r.mfu)}, {"peak_bytes", figure(r.peak_bytes)}, {"by_category", categories},
+                      {"timeline", {{"rank", r.timeline_rank}, {"predicted", ops(r.predicted_ops)},
+                                    {"measured", ops(r.measured_ops)}}},
+                      {"expert1_per_layer", r.expert1_per_layer}});
+    }
+    out["runs"] = {{"title", report.runs->title}, {"median_abs_step_error", report.runs->median_abs_step_error},
+                   {"rows", rows}};
+  }
+  return out;
 }
 
 RenderedReport render_report(const Report& report, const std::string& chart_libs) {
@@ -317,6 +577,17 @@ RenderedReport render_report(const Report& report, const std::string& chart_libs
       md << "| " << q.chart << " | " << md_cell(q.series) << " | " << fmt("%.4g", q.x) << " | " << fmt("%.4g", q.measured)
          << " | " << fmt("%.4g", q.fitted) << " |\n";
   }
+  if (report.runs) {
+    const RunView& v = *report.runs;
+    md << "\n## " << v.title << "\n\n" << run_caption(v) << "\n\n";
+    run_table(v).markdown(md);
+    md << "\nTime per op category in one update of rank 0 (s):\n\n";
+    category_table(v).markdown(md);
+    if (any_routing(v)) {
+      md << "\nExpert balance per MoE layer (tokens whose first choice was each expert, whole run):\n\n";
+      expert_table(v).markdown(md);
+    }
+  }
   out.markdown = md.str();
   if (!report.profiles.empty()) {
     std::ostringstream pc;
@@ -335,6 +606,39 @@ RenderedReport render_report(const Report& report, const std::string& chart_libs
           bc << csv_field(v.title) << "," << csv_field(r.label) << "," << csv_field(r.routing) << "," << e << ","
              << fmt("%.17g", r.demand[e]) << "," << fmt("%.17g", r.kept[e]) << "\n";
     if (!bc.str().empty()) out.balance_csv = "view,label,routing,expert,demand,kept\n" + bc.str();
+  }
+
+  if (report.runs) {
+    const RunView& v = *report.runs;
+    std::ostringstream rc, cc, tc, ec;
+    rc << "label,source,model,device,ranks,cluster,profile,plan";
+    for (const char* f : {"step_s", "wps", "tflops_per_gpu", "mfu", "peak_bytes"})
+      rc << "," << f << "_predicted," << f << "_measured," << f << "_error";
+    rc << "\n";
+    cc << "label,category,predicted_s,measured_s,error\n";
+    tc << "label,side,name,category,start_ms,duration_ms\n";
+    ec << "label,moe_layer,expert,tokens\n";
+    for (const RunRow& r : v.rows) {
+      rc << csv_field(r.label) << "," << csv_field(r.source) << "," << csv_field(r.model) << "," << csv_field(r.device)
+         << "," << r.ranks << "," << csv_field(r.cluster) << "," << csv_field(r.profile) << "," << csv_field(r.plan);
+      for (const Predicted* p : {&r.step_s, &r.wps, &r.tflops_per_gpu, &r.mfu, &r.peak_bytes})
+        rc << "," << fmt("%.17g", p->predicted) << "," << fmt("%.17g", p->measured) << "," << fmt("%.17g", p->error);
+      rc << "\n";
+      for (const CategoryTime& c : r.categories)
+        cc << csv_field(r.label) << "," << csv_field(c.category) << "," << fmt("%.17g", c.predicted_s) << ","
+           << fmt("%.17g", c.measured_s) << "," << (c.error ? fmt("%.17g", *c.error) : "") << "\n";
+      for (const auto& [side, ops] : {std::pair{"predicted", &r.predicted_ops}, std::pair{"measured", &r.measured_ops}})
+        for (const TimelineOp& op : *ops)
+          tc << csv_field(r.label) << "," << side << "," << csv_field(op.name) << "," << csv_field(op.category) << ","
+             << fmt("%.17g", op.start_ms) << "," << fmt("%.17g", op.duration_ms) << "\n";
+      for (std::size_t l = 0; l < r.expert1_per_layer.size(); ++l)
+        for (std::size_t e = 0; e < r.expert1_per_layer[l].size(); ++e)
+          ec << csv_field(r.label) << "," << l << "," << e << "," << fmt("%.17g", r.expert1_per_layer[l][e]) << "\n";
+    }
+    out.runs_csv = rc.str();
+    out.run_categories_csv = cc.str();
+    out.run_timelines_csv = tc.str();
+    if (any_routing(v)) out.run_experts_csv = ec.str();
   }
 
   // CSV: one line per row of every view, full precision, components as columns.
@@ -366,7 +670,8 @@ RenderedReport render_report(const Report& report, const std::string& chart_libs
     << "</title>\n<style>\n"
        "body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}\n"
        "table{border-collapse:collapse;margin:1em 0;font-size:13px}\n"
-       "th,td{border:1px solid #ccc;padding:3px 8px}td.n{text-align:right;font-variant-numeric:tabular-nums}\n"
+       "th,td{border:1px solid #ccc;padding:3px 8px}td:first-child{white-space:nowrap}\n"
+       "td.n{text-align:right;font-variant-numeric:tabular-nums}\n"
        ".chart{margin:1em 0}\n#moesim-errors{color:#b00}\n"
        "</style>\n<script>\n"
        "window.moesimErrors = [];\n"
@@ -432,6 +737,24 @@ RenderedReport render_report(const Report& report, const std::string& chart_libs
         << "</td><td class=\"n\">" << fmt("%.4g", q.measured) << "</td><td class=\"n\">" << fmt("%.4g", q.fitted)
         << "</td></tr>\n";
     h << "</table>\n";
+  }
+  if (report.runs) {
+    const RunView& v = *report.runs;
+    h << "<h2>" << html_escape(v.title) << "</h2>\n<p>" << html_escape(run_caption(v)) << "</p>\n";
+    std::vector<ojson> charts = run_specs(v);
+    // The scatter, then the table of the figures it summarises, then the rest.
+    for (std::size_t i = 0; i < charts.size(); ++i) {
+      h << "<div class=\"chart\" id=\"chart-" << specs.size() << "\"></div>\n";
+      specs.push_back(charts[i]);
+      if (i == 0) {
+        run_table(v).html(h);
+        h << "<p>Time per op category in one update of rank 0 (s):</p>\n";
+        category_table(v).html(h);
+        if (v.rows.size() > kMaxTimelines)
+          h << "<p>Timelines of the first " << kMaxTimelines << " runs of " << v.rows.size() << ".</p>\n";
+      }
+    }
+    if (any_routing(v)) expert_table(v).html(h);
   }
   h << "<script type=\"application/json\" id=\"moesim-data\">" << script_safe(report_data_json(report).dump())
     << "</script>\n<script type=\"application/json\" id=\"moesim-specs\">" << script_safe(specs.dump())

@@ -1,6 +1,8 @@
-// Reading search and simulate documents into report views; see report_data.hpp.
+// Reading search, simulate and run --compare documents and profiles into report views; see report_data.hpp.
 #include "src/report/report_data.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 
@@ -30,9 +32,14 @@ const json& object(const json& doc, const char* key, const std::string& file, co
   return doc[key];
 }
 
-std::string text(const json& doc, const char* key, const std::string& file) {
-  if (!doc.contains(key) || !doc[key].is_string()) throw InputError(file, key, "expected a string");
+std::string text(const json& doc, const char* key, const std::string& file, const std::string& path = "") {
+  if (!doc.is_object() || !doc.contains(key) || !doc[key].is_string()) throw InputError(file, path + key, "expected a string");
   return doc[key].get<std::string>();
+}
+
+const json& array(const json& doc, const char* key, const std::string& file, const std::string& path) {
+  if (!doc.is_object() || !doc.contains(key) || !doc[key].is_array()) throw InputError(file, path + key, "expected an array");
+  return doc[key];
 }
 
 std::vector<std::pair<std::string, double>> breakdown_of(const json& b, const std::string& file, const std::string& path) {
@@ -122,6 +129,81 @@ void add_search(Report& report, const json& doc, const std::string& file) {
   report.views.push_back(std::move(view));
 }
 
+// The plan as a user types it: mbs, gbs and the fields that differ from the defaults
+// (master_weights' default follows the precision).
+std::string compact_plan(const Plan& p) {
+  const nlohmann::ordered_json j = plan_to_json(p);
+  const nlohmann::ordered_json defaults = plan_to_json(plan_from_json({{"precision", j["precision"]}}, "<defaults>"));
+  std::string out;
+  for (const auto& [key, value] : j.items())
+    if (key == "mbs" || key == "gbs" || value != defaults.at(key))
+      out += (out.empty() ? "" : ",") + key + "=" + (value.is_string() ? value.get<std::string>() : value.dump());
+  return out;
+}
+
+std::vector<TimelineOp> timeline_ops(const json& timeline, const char* side, const std::string& file) {
+  std::vector<TimelineOp> ops;
+  const std::string path = std::string("compare.timeline.") + side;
+  for (const json& op : array(timeline, side, file, "compare.timeline.")) {
+    const std::string at = path + "[" + std::to_string(ops.size()) + "].";
+    ops.push_back({text(op, "name", file, at), text(op, "category", file, at), number(op, "start_ms", file, at),
+                   number(op, "duration_ms", file, at)});
+  }
+  return ops;
+}
+
+// A `moesim run --compare --json` document: the run's figures beside the prediction.
+RunRow run_row_of(const json& doc, const std::string& file) {
+  RunRow row;
+  row.source = file;
+  row.model = text(doc, "model", file);
+  row.device = text(doc, "device", file);
+  row.ranks = static_cast<int>(number(doc, "ranks", file, ""));
+  if (!doc.contains("plan") || !doc["plan"].is_object()) throw InputError(file, "plan", "expected a plan object");
+  const Plan plan = plan_from_json(doc["plan"], file);
+  row.plan = short_plan(plan);
+  row.label = compact_plan(plan);
+  if (!doc.contains("compare") || !doc["compare"].is_object())
+    throw InputError(file, "compare", "expected an object (the output of `moesim run --compare --json`)");
+  const json& c = doc["compare"];
+  row.cluster = text(c, "cluster", file, "compare.");
+  row.profile = text(c, "profile", file, "compare.");
+  for (const auto& [key, into] : {std::pair{"step_s", &row.step_s}, std::pair{"wps", &row.wps},
+                                  std::pair{"tflops_per_gpu", &row.tflops_per_gpu}, std::pair{"mfu", &row.mfu},
+                                  std::pair{"peak_bytes", &row.peak_bytes}}) {
+    const std::string path = std::string("compare.") + key + ".";
+    const json& figure = object(c, key, file, "compare.");
+    *into = {number(figure, "predicted", file, path), number(figure, "measured", file, path),
+             number(figure, "error", file, path)};
+  }
+  for (const auto& [category, t] : object(c, "by_category", file, "compare.").items()) {
+    const std::string path = "compare.by_category." + category + ".";
+    CategoryTime ct{category, number(t, "predicted_s", file, path), number(t, "measured_s", file, path), std::nullopt};
+    if (!t.contains("error") || !(t["error"].is_number() || t["error"].is_null()))
+      throw InputError(file, path + "error", "expected a number or null");
+    if (t["error"].is_number()) ct.error = t["error"].get<double>();
+    row.categories.push_back(std::move(ct));
+  }
+  const json& timeline = object(c, "timeline", file, "compare.");
+  row.timeline_rank = static_cast<int>(number(timeline, "rank", file, "compare.timeline."));
+  row.predicted_ops = timeline_ops(timeline, "predicted", file);
+  row.measured_ops = timeline_ops(timeline, "measured", file);
+  if (doc.contains("routing")) {
+    const json& layers = array(object(doc, "routing", file), "expert1_per_layer", file, "routing.");
+    for (const json& layer : layers) {
+      const std::string path = "routing.expert1_per_layer[" + std::to_string(row.expert1_per_layer.size()) + "]";
+      if (!layer.is_array()) throw InputError(file, path, "expected an array of tokens per expert");
+      std::vector<double> tokens;
+      for (const json& x : layer) {
+        if (!x.is_number()) throw InputError(file, path, "expected an array of tokens per expert");
+        tokens.push_back(x.get<double>());
+      }
+      row.expert1_per_layer.push_back(std::move(tokens));
+    }
+  }
+  return row;
+}
+
 // The profile's tables against its own fits: measured kernels, else the published GEMM
 // table, and measured collectives with nccl-tests' bus bandwidth.
 ProfileView profile_view(const Profile& p, const std::string& file) {
@@ -181,9 +263,39 @@ Report build_report(const std::vector<std::string>& files) {
       simulated.push_back(std::move(row));
     } else if (doc.is_object() && doc.contains("provenance") && doc.contains("compute")) {
       report.profiles.push_back(profile_view(profile_from_json(doc, file), file));
+    } else if (doc.is_object() && doc.contains("steps") && doc["steps"].is_array()) {
+      if (!report.runs) report.runs.emplace();
+      report.runs->rows.push_back(run_row_of(doc, file));
     } else {
-      throw InputError(file, "", "expected the output of `moesim search --json` or `moesim simulate --json`, or a profile");
+      throw InputError(file, "",
+                       "expected the output of `moesim search --json`, `moesim simulate --json` or "
+                       "`moesim run --compare --json`, or a profile");
     }
+  }
+  if (report.runs) {
+    // One view of every run: titled by what the runs share, keyed in input order.
+    RunView& v = *report.runs;
+    std::set<std::string> models, places;
+    std::vector<double> errors;
+    for (std::size_t i = 0; i < v.rows.size(); ++i) {
+      RunRow& r = v.rows[i];
+      r.key = "run " + std::to_string(i + 1);
+      models.insert(r.model);
+      places.insert(std::to_string(r.ranks) + " " + r.device + " ranks (predicted for " + r.cluster + ", profile " +
+                    r.profile + ")");
+      errors.push_back(std::abs(r.step_s.error));
+    }
+    std::sort(errors.begin(), errors.end());
+    const std::size_t n = errors.size();
+    v.median_abs_step_error = n % 2 == 1 ? errors[n / 2] : 0.5 * (errors[n / 2 - 1] + errors[n / 2]);
+    v.title = "Predicted vs measured: " + (models.size() == 1 ? *models.begin() : std::to_string(models.size()) + " models") +
+              (places.size() == 1 ? " on " + *places.begin() : "");
+    if (models.size() > 1)
+      for (RunRow& r : v.rows) r.label = r.model + " " + r.label;
+    std::map<std::string, int> seen;
+    for (const RunRow& r : v.rows) ++seen[r.label];
+    for (RunRow& r : v.rows)
+      if (seen[r.label] > 1) r.label += " [" + r.source + "]";
   }
   // Simulate results by model: one plan on several clusters compares GPUs; otherwise plans.
   std::map<std::string, std::vector<ReportRow>> by_model;
@@ -226,8 +338,10 @@ Report build_report(const std::vector<std::string>& files) {
       if (seen[r.label] > 1) r.label += " [" + r.source + "]";
   }
   report.title = "moesim report";
-  if (report.views.size() + report.profiles.size() == 1)
-    report.title += ": " + (report.views.empty() ? report.profiles[0].title : report.views[0].title);
+  if (report.views.size() + report.profiles.size() + (report.runs ? 1 : 0) == 1)
+    report.title += ": " + (!report.views.empty()      ? report.views[0].title
+                            : !report.profiles.empty() ? report.profiles[0].title
+                                                       : report.runs->title);
   return report;
 }
 

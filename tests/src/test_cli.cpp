@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
@@ -298,10 +299,37 @@ std::vector<std::string> write_report_inputs(const std::string& dir) {
   return files;
 }
 
+// The committed `moesim run --compare --json` documents of small-moe on 2 CPU ranks
+// (reports/README.md has the commands): the inputs of a predicted-vs-measured view.
+const char* const kRunInputs[] = {
+    "reports/inputs/cpu-small-moe-dp2.json",         "reports/inputs/cpu-small-moe-dp2-ep2.json",
+    "reports/inputs/cpu-small-moe-tp2.json",         "reports/inputs/cpu-small-moe-pp2.json",
+    "reports/inputs/cpu-small-moe-pp2-gpipe.json",   "reports/inputs/cpu-small-moe-dp2-ep2-zero1.json",
+    "reports/inputs/cpu-small-moe-dp2-ep2-recompute-full.json"};
+
+// The cells of the Markdown table line that starts with `start` ("| run 1 | dp=2,... |"),
+// split at '|'; empty when there is no such line.
+std::vector<std::string> md_row(const std::string& md, const std::string& start) {
+  std::vector<std::string> cells;
+  const std::size_t at = md.find("\n" + start);
+  if (at == std::string::npos) return cells;
+  std::string cell;
+  for (std::size_t i = at + 2; i < md.size() && md[i] != '\n'; ++i) {
+    if (md[i] == '|' && md[i - 1] != '\\') cells.push_back(cell), cell.clear();
+    else cell += md[i];
+  }
+  for (std::string& c : cells) {
+    const std::size_t from = c.find_first_not_of(' ');
+    c = from == std::string::npos ? "" : c.substr(from, c.find_last_not_of(' ') - from + 1);
+  }
+  return cells;
+}
+
 TEST(CliReport, MarkdownAndCsvCarryTheNumbersOfThePage) {
   const std::string dir = ::testing::TempDir() + "moesim_report_" + std::to_string(::getpid()) + "_";
   std::string args = "report --out " + dir + "r.html profiles/cpu.json";
   for (const std::string& f : write_report_inputs(dir)) args += " " + f;
+  for (const char* f : kRunInputs) args += std::string(" ") + f;
   const Outcome r = run(args);
   ASSERT_EQ(r.code, 0) << r.err;
   const nlohmann::json data = embedded_data(slurp(dir + "r.html"));
@@ -381,6 +409,118 @@ TEST(CliReport, MarkdownAndCsvCarryTheNumbersOfThePage) {
       EXPECT_NEAR(std::stod(cells[8]), row["gpu_memory_bytes"].get<double>() / (1 << 30), 0.005);
     }
   }
+
+  // Predicted vs measured: the runs' CSVs to the bit, the Markdown at its precision.
+  const auto& runs = data["runs"];
+  ASSERT_EQ(runs["rows"].size(), std::size(kRunInputs));
+  std::vector<double> errors;
+  for (const auto& row : runs["rows"]) errors.push_back(std::abs(row["step_s"]["error"].get<double>()));
+  std::sort(errors.begin(), errors.end());
+  EXPECT_EQ(runs["median_abs_step_error"].get<double>(), errors[errors.size() / 2]);  // 7 runs: the middle one
+  char median[64];
+  std::snprintf(median, sizeof median, "run(s): %.1f%%", 100 * runs["median_abs_step_error"].get<double>());
+  EXPECT_NE(md.find(median), std::string::npos) << median;
+  const char* const figures[] = {"step_s", "wps", "tflops_per_gpu", "mfu", "peak_bytes"};
+  std::istringstream runs_csv(slurp(dir + "r.runs.csv")), categories_csv(slurp(dir + "r.run-categories.csv")),
+      timelines_csv(slurp(dir + "r.run-timelines.csv")), experts_csv(slurp(dir + "r.run-experts.csv"));
+  std::getline(runs_csv, line);
+  const std::vector<std::string> run_header = split_csv_line(line);
+  EXPECT_EQ(run_header.size(), 8u + 3 * std::size(figures));
+  std::getline(categories_csv, line);
+  EXPECT_EQ(line, "label,category,predicted_s,measured_s,error");
+  std::getline(timelines_csv, line);
+  EXPECT_EQ(line, "label,side,name,category,start_ms,duration_ms");
+  std::getline(experts_csv, line);
+  EXPECT_EQ(line, "label,moe_layer,expert,tokens");
+  auto near_pct = [](const std::string& cell, double fraction) { EXPECT_NEAR(std::stod(cell), 100 * fraction, 0.051) << cell; };
+  for (const auto& row : runs["rows"]) {
+    SCOPED_TRACE(row["label"].get<std::string>());
+    const std::string key = row["key"], label = row["label"];
+    ASSERT_TRUE(std::getline(runs_csv, line));
+    std::vector<std::string> cells = split_csv_line(line);
+    ASSERT_EQ(cells.size(), run_header.size());
+    EXPECT_EQ(cells[0], label);
+    EXPECT_EQ(cells[1], row["source"]);
+    for (const char* f : figures)
+      for (const char* side : {"predicted", "measured", "error"}) {
+        const auto col = std::find(run_header.begin(), run_header.end(), std::string(f) + "_" + side) - run_header.begin();
+        ASSERT_LT(static_cast<std::size_t>(col), run_header.size()) << f << side;
+        EXPECT_EQ(std::stod(cells[static_cast<std::size_t>(col)]), row[f][side].get<double>()) << f << " " << side;
+      }
+    // | key | plan | step p | step m | step err | wps p | wps m | wps err | mfu p | mfu m | mfu err | peak p | peak m | peak err |
+    cells = md_row(md, "| " + key + " | " + label + " | ");
+    ASSERT_EQ(cells.size(), 14u);
+    for (std::size_t i = 0; i < 2; ++i) {
+      const double x = row["step_s"][i == 0 ? "predicted" : "measured"];
+      EXPECT_NEAR(std::stod(cells[2 + i]), x, 5e-4 * x);
+      EXPECT_NEAR(std::stod(cells[5 + i]), row["wps"][i == 0 ? "predicted" : "measured"].get<double>(), 0.5);
+      EXPECT_NEAR(std::stod(cells[8 + i]), 100 * row["mfu"][i == 0 ? "predicted" : "measured"].get<double>(), 5e-4);
+      EXPECT_NEAR(std::stod(cells[11 + i]), row["peak_bytes"][i == 0 ? "predicted" : "measured"].get<double>() / (1 << 20), 0.05);
+    }
+    near_pct(cells[4], row["step_s"]["error"]);
+    near_pct(cells[7], row["wps"]["error"]);
+    near_pct(cells[10], row["mfu"]["error"]);
+    near_pct(cells[13], row["peak_bytes"]["error"]);
+
+    ASSERT_GT(row["by_category"].size(), 0u);
+    for (const auto& c : row["by_category"]) {
+      ASSERT_TRUE(std::getline(categories_csv, line));
+      cells = split_csv_line(line);
+      ASSERT_EQ(cells.size(), 5u);
+      EXPECT_EQ(cells[0], label);
+      EXPECT_EQ(cells[1], c["category"]);
+      EXPECT_EQ(std::stod(cells[2]), c["predicted_s"].get<double>());
+      EXPECT_EQ(std::stod(cells[3]), c["measured_s"].get<double>());
+      if (c["error"].is_null()) EXPECT_EQ(cells[4], "");
+      else EXPECT_EQ(std::stod(cells[4]), c["error"].get<double>());
+      const std::vector<std::string> md_cells = md_row(md, "| " + key + " | " + label + " | " + c["category"].get<std::string>() + " | ");
+      ASSERT_EQ(md_cells.size(), 6u) << c["category"];
+      EXPECT_NEAR(std::stod(md_cells[3]), c["predicted_s"].get<double>(), 5e-4 * c["predicted_s"].get<double>());
+      EXPECT_NEAR(std::stod(md_cells[4]), c["measured_s"].get<double>(), 5e-4 * c["measured_s"].get<double>());
+      if (c["error"].is_null()) EXPECT_EQ(md_cells[5], "n/a");
+      else near_pct(md_cells[5], c["error"]);
+    }
+    for (const char* side : {"predicted", "measured"}) {
+      ASSERT_GT(row["timeline"][side].size(), 0u) << side;
+      for (const auto& op : row["timeline"][side]) {
+        ASSERT_TRUE(std::getline(timelines_csv, line));
+        cells = split_csv_line(line);
+        ASSERT_EQ(cells.size(), 6u);
+        EXPECT_EQ(cells[0], label);
+        EXPECT_EQ(cells[1], side);
+        EXPECT_EQ(cells[2], op["name"]);
+        EXPECT_EQ(cells[3], op["category"]);
+        EXPECT_EQ(std::stod(cells[4]), op["start_ms"].get<double>());
+        EXPECT_EQ(std::stod(cells[5]), op["duration_ms"].get<double>());
+      }
+    }
+    // small-moe: 2 MoE layers of 8 experts; every token of every update has one first choice.
+    const auto& layers = row["expert1_per_layer"];
+    ASSERT_EQ(layers.size(), 2u);
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      ASSERT_EQ(layers[l].size(), 8u);
+      double total = 0;
+      std::string list;
+      for (std::size_t e = 0; e < layers[l].size(); ++e) {
+        ASSERT_TRUE(std::getline(experts_csv, line));
+        cells = split_csv_line(line);
+        ASSERT_EQ(cells.size(), 4u);
+        EXPECT_EQ(cells[0], label);
+        EXPECT_EQ(cells[1], std::to_string(l));
+        EXPECT_EQ(cells[2], std::to_string(e));
+        EXPECT_EQ(std::stod(cells[3]), layers[l][e].get<double>());
+        total += layers[l][e].get<double>();
+        list += (e ? " " : "") + std::to_string(layers[l][e].get<long long>());
+      }
+      EXPECT_EQ(total, 8.0 * 16 * 128);  // 8 updates of 16 sequences of 128 tokens
+      cells = md_row(md, "| " + key + " | " + label + " | " + std::to_string(l) + " | ");
+      ASSERT_EQ(cells.size(), 6u);
+      EXPECT_EQ(std::stod(cells[3]), total);
+      EXPECT_EQ(cells[5], list);
+    }
+  }
+  for (std::istringstream* rest : {&runs_csv, &categories_csv, &timelines_csv, &experts_csv})
+    EXPECT_FALSE(std::getline(*rest, line)) << "extra CSV line: " << line;
 }
 
 TEST(CliReport, BadInputExitsTwoAndWritesNothing) {
@@ -393,7 +533,8 @@ TEST(CliReport, BadInputExitsTwoAndWritesNothing) {
   const BadRun cases[] = {
       {"configs/models/none.json", "moesim: configs/models/none.json: cannot open the file"},
       {"broken.json", "broken.json"},
-      {"other.json", "other.json: expected the output of `moesim search --json` or `moesim simulate --json`"},
+      {"other.json", "other.json: expected the output of `moesim search --json`, `moesim simulate --json` or "
+                     "`moesim run --compare --json`, or a profile"},
       {"nan.json", "nan.json: field 'iteration_s': expected a number"},
   };
   for (const BadRun& c : cases) {
@@ -410,6 +551,48 @@ TEST(CliReport, BadInputExitsTwoAndWritesNothing) {
   for (const char* ext : {".html", ".md", ".csv"}) EXPECT_FALSE(std::ifstream(dir + "r" + ext).good()) << ext;
 }
 
+// A `run --json` document that is not a comparison, or whose comparison lacks a field or
+// has one of the wrong type: exit 2, one line naming the file and the field, nothing written.
+TEST(CliReport, MalformedRunInputExitsTwoAndWritesNothing) {
+  const std::string dir = ::testing::TempDir() + "moesim_badrun_" + std::to_string(::getpid()) + "_";
+  const nlohmann::json good = nlohmann::json::parse(slurp(kRunInputs[1]));
+  ASSERT_TRUE(good.contains("compare"));
+  struct Case {
+    const char* name;
+    void (*spoil)(nlohmann::json&);
+    const char* message;
+  };
+  const Case cases[] = {
+      {"no-compare.json", [](nlohmann::json& j) { j.erase("compare"); },
+       "field 'compare': expected an object (the output of `moesim run --compare --json`)"},
+      {"step-text.json", [](nlohmann::json& j) { j["compare"]["step_s"]["measured"] = "2 s"; },
+       "field 'compare.step_s.measured': expected a number"},
+      {"no-timeline.json", [](nlohmann::json& j) { j["compare"].erase("timeline"); },
+       "field 'compare.timeline': expected an object"},
+      {"op-start.json", [](nlohmann::json& j) { j["compare"]["timeline"]["measured"][1].erase("start_ms"); },
+       "field 'compare.timeline.measured[1].start_ms': expected a number"},
+      {"category-error.json", [](nlohmann::json& j) { j["compare"]["by_category"]["forward"]["error"] = "big"; },
+       "field 'compare.by_category.forward.error': expected a number or null"},
+      {"routing-layer.json", [](nlohmann::json& j) { j["routing"]["expert1_per_layer"][1] = 7; },
+       "field 'routing.expert1_per_layer[1]': expected an array of tokens per expert"},
+      {"ranks.json", [](nlohmann::json& j) { j["ranks"] = nullptr; }, "field 'ranks': expected a number"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    nlohmann::json doc = good;
+    c.spoil(doc);
+    const std::string input = dir + c.name;
+    std::ofstream(input) << doc.dump(1);
+    // The spoiled run beside a good one: nothing of either is written.
+    const Outcome r = run("report --out " + dir + "r.html " + kRunInputs[0] + " " + input);
+    EXPECT_EQ(r.code, 2) << r.err;
+    EXPECT_EQ(r.err, "moesim: " + input + ": " + c.message + "\n");
+    EXPECT_TRUE(r.out.empty()) << r.out;
+  }
+  for (const char* ext : {".html", ".md", ".csv", ".runs.csv", ".run-categories.csv", ".run-timelines.csv", ".run-experts.csv"})
+    EXPECT_FALSE(std::ifstream(dir + "r" + ext).good()) << ext;
+}
+
 // Acceptance: each committed example (and a page made now) opens in headless Chromium
 // with no console errors and every chart drawn; the screenshots are kept beside the test.
 TEST(CliReport, PagesRenderEveryChartInHeadlessChromium) {
@@ -417,10 +600,13 @@ TEST(CliReport, PagesRenderEveryChartInHeadlessChromium) {
   const std::string dir = ::testing::TempDir() + "moesim_chromium_" + std::to_string(::getpid()) + "_";
   std::string args = "report --out " + dir + "fresh.html profiles/cpu.json profiles/a100-sxm4-40gb.json";
   for (const std::string& f : write_report_inputs(dir)) args += " " + f;
+  for (const char* f : kRunInputs) args += std::string(" ") + f;
   ASSERT_EQ(run(args).code, 0);
-  const std::pair<std::string, std::string> pages[] = {{dir + "fresh.html", "fresh"},
-                                                       {"reports/seed001-gpus.html", "seed001-gpus"},
-                                                       {"reports/seed001-a100-search.html", "seed001-a100-search"}};
+  const std::pair<std::string, std::string> pages[] = {
+      {dir + "fresh.html", "fresh"},
+      {"reports/seed001-gpus.html", "seed001-gpus"},
+      {"reports/seed001-a100-search.html", "seed001-a100-search"},
+      {"reports/cpu-predicted-vs-measured.html", "cpu-predicted-vs-measured"}};
   for (const auto& [page, name] : pages) {
     SCOPED_TRACE(page);
     const std::string html = slurp(page);
