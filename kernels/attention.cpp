@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "kernels/check.hpp"
 
@@ -54,6 +55,18 @@ std::size_t probs_offset(const AttentionShape& s, int b, int h)
     return (static_cast<std::size_t>(b) * s.heads + h) * s.seq * s.seq;
 }
 
+// A GEMM operand as the products read it: `x` itself under fp32, else its bf16-rounded
+// copy, kept in `copy` (same layout, so the strided maps below apply to either).
+std::span<const float> operand(std::span<const float> x, GemmPrecision precision, std::vector<float>& copy)
+{
+    if (precision == GemmPrecision::fp32) {
+        return x;
+    }
+    copy.resize(x.size());
+    round_to_bf16(x, copy);
+    return copy;
+}
+
 }  // namespace
 
 namespace detail {
@@ -75,7 +88,7 @@ void check_attention_shape(const AttentionShape& s, int ld_in, int ld_out, const
 
 void attention_forward(const AttentionShape& s, std::span<const float> q, std::span<const float> k,
                        std::span<const float> v, int ld_in, std::span<float> ctx, int ld_out,
-                       std::span<float> probs)
+                       std::span<float> probs, GemmPrecision precision)
 {
     const char* fn = "attention_forward";
     detail::check_attention_shape(s, ld_in, ld_out, fn);
@@ -87,13 +100,18 @@ void attention_forward(const AttentionShape& s, std::span<const float> q, std::s
     require_extent(ctx.size(), rows, s.heads * d, ld_out, fn, "ctx");
     detail::require_size(probs.size(), probs_size(s), fn, "probs");
     const int group = s.heads / s.kv_heads;
+    std::vector<float> q_copy, k_copy, v_copy, p_copy;
+    q = operand(q, precision, q_copy);
+    k = operand(k, precision, k_copy);
+    v = operand(v, precision, v_copy);
     for (int b = 0; b < s.batch; ++b) {
         for (int h = 0; h < s.heads; ++h) {
             const int g = h / group;
             const ConstStrided Q(q.data() + block_offset(s, b, h, ld_in), s.seq, d, Stride(ld_in));
             const ConstStrided K(k.data() + block_offset(s, b, g, ld_in), s.seq, d, Stride(ld_in));
             const ConstStrided V(v.data() + block_offset(s, b, g, ld_in), s.seq, d, Stride(ld_in));
-            Square P(probs.data() + probs_offset(s, b, h), s.seq, s.seq);
+            const std::span<float> p_bh = probs.subspan(probs_offset(s, b, h), static_cast<std::size_t>(s.seq) * s.seq);
+            Square P(p_bh.data(), s.seq, s.seq);
             P.noalias() = (Q * K.transpose()) * s.scale;
             for (int i = 0; i < s.seq; ++i) {
                 float* row = P.data() + static_cast<std::size_t>(i) * s.seq;
@@ -111,7 +129,8 @@ void attention_forward(const AttentionShape& s, std::span<const float> q, std::s
                 std::fill(row + i + 1, row + s.seq, 0.0f);
             }
             Strided C(ctx.data() + block_offset(s, b, h, ld_out), s.seq, d, Stride(ld_out));
-            C.noalias() = P * V;
+            const ConstSquare P_op(operand(p_bh, precision, p_copy).data(), s.seq, s.seq);
+            C.noalias() = P_op * V;
         }
     }
 }
@@ -119,7 +138,7 @@ void attention_forward(const AttentionShape& s, std::span<const float> q, std::s
 void attention_backward(const AttentionShape& s, std::span<const float> dctx, int ld_out,
                         std::span<const float> q, std::span<const float> k, std::span<const float> v,
                         int ld_in, std::span<const float> probs, std::span<float> dq, std::span<float> dk,
-                        std::span<float> dv, int ld_grad)
+                        std::span<float> dv, int ld_grad, GemmPrecision precision)
 {
     const char* fn = "attention_backward";
     detail::check_attention_shape(s, ld_in, ld_out, fn);
@@ -137,6 +156,12 @@ void attention_backward(const AttentionShape& s, std::span<const float> dctx, in
     require_extent(dv.size(), rows, s.kv_heads * d, ld_grad, fn, "dv");
     const int group = s.heads / s.kv_heads;
     RowMatrix dS(s.seq, s.seq);
+    const std::size_t square = static_cast<std::size_t>(s.seq) * s.seq;
+    std::vector<float> dctx_copy, q_copy, k_copy, v_copy, p_copy, ds_copy;
+    dctx = operand(dctx, precision, dctx_copy);
+    q = operand(q, precision, q_copy);
+    k = operand(k, precision, k_copy);
+    v = operand(v, precision, v_copy);
     for (int b = 0; b < s.batch; ++b) {
         for (int g = 0; g < s.kv_heads; ++g) {
             const ConstStrided K(k.data() + block_offset(s, b, g, ld_in), s.seq, d, Stride(ld_in));
@@ -149,7 +174,8 @@ void attention_backward(const AttentionShape& s, std::span<const float> dctx, in
             for (int h = g * group; h < (g + 1) * group; ++h) {
                 const ConstStrided Q(q.data() + block_offset(s, b, h, ld_in), s.seq, d, Stride(ld_in));
                 const ConstStrided dC(dctx.data() + block_offset(s, b, h, ld_out), s.seq, d, Stride(ld_out));
-                const ConstSquare P(probs.data() + probs_offset(s, b, h), s.seq, s.seq);
+                const std::span<const float> p_bh = probs.subspan(probs_offset(s, b, h), square);
+                const ConstSquare P(p_bh.data(), s.seq, s.seq);
                 dS.noalias() = dC * V.transpose();  // dP for now
                 for (int i = 0; i < s.seq; ++i) {
                     const float* p = P.data() + static_cast<std::size_t>(i) * s.seq;
@@ -164,10 +190,12 @@ void attention_backward(const AttentionShape& s, std::span<const float> dctx, in
                     // Masked keys had P = 0, so no gradient reaches their scores.
                     std::fill(ds + i + 1, ds + s.seq, 0.0f);
                 }
+                const ConstSquare dS_op(operand({dS.data(), square}, precision, ds_copy).data(), s.seq, s.seq);
+                const ConstSquare P_op(operand(p_bh, precision, p_copy).data(), s.seq, s.seq);
                 Strided dQ(dq.data() + block_offset(s, b, h, ld_grad), s.seq, d, Stride(ld_grad));
-                dQ.noalias() = dS * K;
-                dK.noalias() += dS.transpose() * Q;
-                dV.noalias() += P.transpose() * dC;
+                dQ.noalias() = dS_op * K;
+                dK.noalias() += dS_op.transpose() * Q;
+                dV.noalias() += P_op.transpose() * dC;
             }
         }
     }

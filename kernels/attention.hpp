@@ -5,6 +5,8 @@
 
 #include <span>
 
+#include "kernels/gemm.hpp"
+
 namespace moesim::kernels {
 
 // Tokens are rows, batch-major: row = b * seq + i, with i the position in the sequence.
@@ -32,20 +34,24 @@ struct AttentionShape {
 // ctx (rows x heads * head_dim, row stride ld_out) = softmax(mask(q k^T * scale)) v per
 // head; probs (batch x heads x seq x seq, contiguous) = the softmax, exactly 0 above the
 // diagonal (key j > query i). Softmax in fp32 with the row maximum subtracted.
+// `precision` is the two products' operands' (gemm.hpp): under bf16, q, k, v and the
+// probabilities are rounded for q k^T and P v, while scores, probs and ctx stay fp32.
 // Deterministic. A size or shape mismatch throws std::invalid_argument.
 void attention_forward(const AttentionShape& shape, std::span<const float> q, std::span<const float> k,
                        std::span<const float> v, int ld_in, std::span<float> ctx, int ld_out,
-                       std::span<float> probs);
+                       std::span<float> probs, GemmPrecision precision = GemmPrecision::fp32);
 
 // From dctx (row stride ld_out), the forward's q, k, v (row stride ld_in) and probs:
 // dP = dctx v^T, dS = P * (dP - rowsum(dP * P)) * scale, dq = dS k, dk = dS^T q,
 // dv = P^T dctx, with dk and dv summed over the query heads sharing a kv head (in head
 // order). dq, dk and dv (row stride ld_grad; possibly column blocks of one dQKV buffer)
-// are overwritten on their heads' columns, not accumulated.
+// are overwritten on their heads' columns, not accumulated. `precision`: the four
+// products' operands (under bf16 dctx, q, k, v, P and dS are rounded for them; the
+// softmax backward reads the fp32 P and dP).
 void attention_backward(const AttentionShape& shape, std::span<const float> dctx, int ld_out,
                         std::span<const float> q, std::span<const float> k, std::span<const float> v,
                         int ld_in, std::span<const float> probs, std::span<float> dq, std::span<float> dk,
-                        std::span<float> dv, int ld_grad);
+                        std::span<float> dv, int ld_grad, GemmPrecision precision = GemmPrecision::fp32);
 
 namespace detail {
 // Throws std::invalid_argument naming `function` unless batch, seq >= 0, heads, kv_heads,

@@ -28,7 +28,8 @@ void check_weights(const ExpertFfnShape& s, const ExpertFfnWeights& w, const cha
 
 void expert_ffn_forward(const ExpertFfnShape& shape, const GroupRows& groups,
                         std::span<const float> x, const ExpertFfnWeights& weights,
-                        std::span<float> pre, std::span<float> act, std::span<float> y)
+                        std::span<float> pre, std::span<float> act, std::span<float> y,
+                        GemmPrecision precision)
 {
     const char* fn = "expert_ffn_forward";
     check_weights(shape, weights, fn);
@@ -37,14 +38,14 @@ void expert_ffn_forward(const ExpertFfnShape& shape, const GroupRows& groups,
     const int d = shape.model_dim, f = shape.ffn_dim;
     require_size(pre.size(), elems(groups.rows, f), fn, "pre");
     require_size(act.size(), elems(groups.rows, f), fn, "act");
-    grouped_gemm(groups, x, d, weights.w1, Trans::Yes, f, 0.0f, pre);
+    grouped_gemm(groups, x, d, weights.w1, Trans::Yes, f, 0.0f, pre, precision);
     for (int e = 0; e < shape.experts; ++e) {
         const std::size_t row0 = static_cast<std::size_t>(groups.offsets[e]);
         const int m = groups.counts[e];
         bias_gelu(pre.subspan(row0 * f, elems(m, f)), weights.b1.subspan(elems(e, f), f), m, f,
                   shape.activation, act.subspan(row0 * f, elems(m, f)));
     }
-    grouped_gemm(groups, act, f, weights.w2, Trans::Yes, d, 0.0f, y);
+    grouped_gemm(groups, act, f, weights.w2, Trans::Yes, d, 0.0f, y, precision);
     for (int e = 0; e < shape.experts; ++e) {
         const float* b2 = weights.b2.data() + elems(e, d);
         for (int r = groups.offsets[e]; r < groups.offsets[e] + groups.counts[e]; ++r) {
@@ -60,7 +61,7 @@ void expert_ffn_backward(const ExpertFfnShape& shape, const GroupRows& groups,
                          std::span<const float> dy, std::span<const float> x,
                          const ExpertFfnWeights& weights, std::span<const float> pre,
                          std::span<const float> act, std::span<float> dx,
-                         const ExpertFfnGrads& grads, bool accumulate)
+                         const ExpertFfnGrads& grads, bool accumulate, GemmPrecision precision)
 {
     const char* fn = "expert_ffn_backward";
     check_weights(shape, weights, fn);
@@ -74,9 +75,9 @@ void expert_ffn_backward(const ExpertFfnShape& shape, const GroupRows& groups,
     const float beta = accumulate ? 1.0f : 0.0f;
 
     // fc2: dW2_e = dy_e^T act_e, db2_e = colsum dy_e, dact = dy W2_e.
-    grouped_gemm_weight_grad(groups, dy, d, act, f, Trans::Yes, beta, grads.w2);
+    grouped_gemm_weight_grad(groups, dy, d, act, f, Trans::Yes, beta, grads.w2, precision);
     std::vector<float> dpre(elems(groups.rows, f), 0.0f);
-    grouped_gemm(groups, dy, d, weights.w2, Trans::No, f, 0.0f, dpre);
+    grouped_gemm(groups, dy, d, weights.w2, Trans::No, f, 0.0f, dpre, precision);
     for (int e = 0; e < shape.experts; ++e) {
         const std::size_t row0 = static_cast<std::size_t>(groups.offsets[e]);
         const int m = groups.counts[e];
@@ -103,8 +104,8 @@ void expert_ffn_backward(const ExpertFfnShape& shape, const GroupRows& groups,
         }
     }
     // fc1: dW1_e = dpre_e^T x_e, dx = dpre W1_e.
-    grouped_gemm_weight_grad(groups, dpre, f, x, d, Trans::Yes, beta, grads.w1);
-    grouped_gemm(groups, dpre, f, weights.w1, Trans::No, d, 0.0f, dx);
+    grouped_gemm_weight_grad(groups, dpre, f, x, d, Trans::Yes, beta, grads.w1, precision);
+    grouped_gemm(groups, dpre, f, weights.w1, Trans::No, d, 0.0f, dx, precision);
 }
 
 }  // namespace moesim::kernels

@@ -25,14 +25,17 @@ struct ExpertFfnWeights {
 
 // x: rows x d (groups from the dispatch). Saves pre (rows x f) = x W1^T before the bias,
 // and act (rows x f) = gelu(pre + b1), for the backward; writes y (rows x d). Rows outside
-// every group are not written.
+// every group are not written. `precision`: the four grouped GEMMs' operands (gemm.hpp;
+// under bf16 x, act and the weights are rounded, pre, act and y stay fp32).
 void expert_ffn_forward(const ExpertFfnShape& shape, const GroupRows& groups,
                         std::span<const float> x, const ExpertFfnWeights& weights,
-                        std::span<float> pre, std::span<float> act, std::span<float> y);
+                        std::span<float> pre, std::span<float> act, std::span<float> y,
+                        GemmPrecision precision = GemmPrecision::fp32);
 
 // Gradients given dy (rows x d) and the forward's x, pre, act: dx (rows x d, rows outside
 // groups not written) and the weight gradients (same shapes as the weights), overwritten
-// or, with accumulate, added to.
+// or, with accumulate, added to. `precision`: the GEMMs' operands (dy, the activation
+// gradient, x, act and the weights rounded under bf16); bias gradients sum fp32 values.
 struct ExpertFfnGrads {
     std::span<float> w1, b1, w2, b2;
 };
@@ -40,6 +43,7 @@ void expert_ffn_backward(const ExpertFfnShape& shape, const GroupRows& groups,
                          std::span<const float> dy, std::span<const float> x,
                          const ExpertFfnWeights& weights, std::span<const float> pre,
                          std::span<const float> act, std::span<float> dx,
-                         const ExpertFfnGrads& grads, bool accumulate = false);
+                         const ExpertFfnGrads& grads, bool accumulate = false,
+                         GemmPrecision precision = GemmPrecision::fp32);
 
 }  // namespace moesim::kernels

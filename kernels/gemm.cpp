@@ -2,6 +2,7 @@
 #include "kernels/gemm.hpp"
 
 #include <Eigen/Core>
+#include <vector>
 
 #include "kernels/check.hpp"
 
@@ -17,8 +18,17 @@ using ConstMap = Eigen::Map<const RowMatrix>;
 using Map = Eigen::Map<RowMatrix>;
 }  // namespace
 
+void round_to_bf16(std::span<const float> in, std::span<float> out)
+{
+    require_size(out.size(), in.size(), "round_to_bf16", "out");
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        out[i] = round_to_bf16(in[i]);
+    }
+}
+
 void gemm(Trans trans_a, Trans trans_b, int m, int n, int k, float alpha,
-          std::span<const float> a, std::span<const float> b, float beta, std::span<float> c)
+          std::span<const float> a, std::span<const float> b, float beta, std::span<float> c,
+          GemmPrecision precision)
 {
     require(m >= 0 && n >= 0 && k >= 0, "gemm", "m, n and k must be >= 0");
     require_size(a.size(), elems(m, k), "gemm", "a");
@@ -32,6 +42,16 @@ void gemm(Trans trans_a, Trans trans_b, int m, int n, int k, float alpha,
     }
     if (m == 0 || n == 0 || k == 0) {
         return;
+    }
+    // bf16: the rounded operands, as fp32 values (exact), multiplied as any fp32 ones.
+    std::vector<float> a_rounded, b_rounded;
+    if (precision == GemmPrecision::bf16) {
+        a_rounded.resize(a.size());
+        b_rounded.resize(b.size());
+        round_to_bf16(a, a_rounded);
+        round_to_bf16(b, b_rounded);
+        a = a_rounded;
+        b = b_rounded;
     }
     const bool ta = trans_a == Trans::Yes, tb = trans_b == Trans::Yes;
     ConstMap A(a.data(), ta ? k : m, ta ? m : k);

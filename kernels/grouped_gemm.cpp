@@ -26,7 +26,8 @@ void check_groups(const GroupRows& g, const char* fn)
 }  // namespace
 
 void grouped_gemm(const GroupRows& groups, std::span<const float> x, int k,
-                  std::span<const float> w, Trans trans_w, int n, float beta, std::span<float> y)
+                  std::span<const float> w, Trans trans_w, int n, float beta, std::span<float> y,
+                  GemmPrecision precision)
 {
     const char* fn = "grouped_gemm";
     check_groups(groups, fn);
@@ -39,13 +40,13 @@ void grouped_gemm(const GroupRows& groups, std::span<const float> x, int k,
         const int m = groups.counts[g];
         const std::size_t row0 = static_cast<std::size_t>(groups.offsets[g]);
         gemm(Trans::No, trans_w, m, n, k, 1.0f, x.subspan(row0 * k, elems(m, k)),
-             w.subspan(g * w_size, w_size), beta, y.subspan(row0 * n, elems(m, n)));
+             w.subspan(g * w_size, w_size), beta, y.subspan(row0 * n, elems(m, n)), precision);
     }
 }
 
 void grouped_gemm_weight_grad(const GroupRows& groups, std::span<const float> dy, int n,
                               std::span<const float> x, int k, Trans trans_w, float beta,
-                              std::span<float> dw)
+                              std::span<float> dw, GemmPrecision precision)
 {
     const char* fn = "grouped_gemm_weight_grad";
     check_groups(groups, fn);
@@ -61,9 +62,9 @@ void grouped_gemm_weight_grad(const GroupRows& groups, std::span<const float> dy
         const auto x_g = x.subspan(row0 * k, elems(m, k));
         const auto dw_g = dw.subspan(g * w_size, w_size);
         if (trans_w == Trans::Yes) {
-            gemm(Trans::Yes, Trans::No, n, k, m, 1.0f, dy_g, x_g, beta, dw_g);
+            gemm(Trans::Yes, Trans::No, n, k, m, 1.0f, dy_g, x_g, beta, dw_g, precision);
         } else {
-            gemm(Trans::Yes, Trans::No, k, n, m, 1.0f, x_g, dy_g, beta, dw_g);
+            gemm(Trans::Yes, Trans::No, k, n, m, 1.0f, x_g, dy_g, beta, dw_g, precision);
         }
     }
 }

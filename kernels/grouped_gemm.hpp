@@ -20,14 +20,15 @@ struct GroupRows {
 
 // y_g (count_g x n) = x_g (count_g x k) * op(w_g) + beta * y_g for every group g.
 // w holds groups matrices back to back, each stored n x k (trans_w = Yes, the nn.Linear
-// layout) or k x n (No). x is rows x k, y rows x n.
+// layout) or k x n (No). x is rows x k, y rows x n. `precision`: the operands' (gemm.hpp).
 void grouped_gemm(const GroupRows& groups, std::span<const float> x, int k,
-                  std::span<const float> w, Trans trans_w, int n, float beta, std::span<float> y);
+                  std::span<const float> w, Trans trans_w, int n, float beta, std::span<float> y,
+                  GemmPrecision precision = GemmPrecision::fp32);
 
 // Weight gradient of grouped_gemm: dw_g = dy_g^T x_g (stored n x k, trans_w = Yes) or
 // x_g^T dy_g (k x n, No), plus beta * dw_g. A group without rows gets beta * dw_g.
 void grouped_gemm_weight_grad(const GroupRows& groups, std::span<const float> dy, int n,
                               std::span<const float> x, int k, Trans trans_w, float beta,
-                              std::span<float> dw);
+                              std::span<float> dw, GemmPrecision precision = GemmPrecision::fp32);
 
 }  // namespace moesim::kernels

@@ -13,11 +13,11 @@ using detail::require;
 using detail::require_size;
 
 void linear_forward(std::span<const float> x, std::span<const float> w, std::span<const float> b,
-                    int rows, int in, int out, std::span<float> y)
+                    int rows, int in, int out, std::span<float> y, GemmPrecision precision)
 {
     require(b.empty() || b.size() == static_cast<std::size_t>(out), "linear_forward",
             "b must be empty or have `out` entries");
-    gemm(Trans::No, Trans::Yes, rows, out, in, 1.0f, x, w, 0.0f, y);
+    gemm(Trans::No, Trans::Yes, rows, out, in, 1.0f, x, w, 0.0f, y, precision);
     if (!b.empty()) {
         for (int r = 0; r < rows; ++r) {
             float* row = y.data() + elems(r, out);
@@ -30,17 +30,17 @@ void linear_forward(std::span<const float> x, std::span<const float> w, std::spa
 
 void linear_backward(std::span<const float> dy, std::span<const float> x,
                      std::span<const float> w, int rows, int in, int out, std::span<float> dx,
-                     std::span<float> dw, std::span<float> db, bool accumulate)
+                     std::span<float> dw, std::span<float> db, bool accumulate, GemmPrecision precision)
 {
     const char* fn = "linear_backward";
     require_size(dy.size(), elems(rows, out), fn, "dy");
     require(db.empty() || db.size() == static_cast<std::size_t>(out), fn,
             "db must be empty or have `out` entries");
     if (!dx.empty()) {
-        gemm(Trans::No, Trans::No, rows, in, out, 1.0f, dy, w, 0.0f, dx);
+        gemm(Trans::No, Trans::No, rows, in, out, 1.0f, dy, w, 0.0f, dx, precision);
     }
     if (!dw.empty()) {
-        gemm(Trans::Yes, Trans::No, out, in, rows, 1.0f, dy, x, accumulate ? 1.0f : 0.0f, dw);
+        gemm(Trans::Yes, Trans::No, out, in, rows, 1.0f, dy, x, accumulate ? 1.0f : 0.0f, dw, precision);
     }
     if (!db.empty()) {
         std::vector<double> acc(out, 0.0);

@@ -3,13 +3,16 @@
 // heads are a batch with stride head_dim (row stride ld). With grouped-query attention the
 // query heads h = g * group + r (g = kv head) are batched over g for each r, so that q
 // strides by group * head_dim while k and v stride by head_dim. The masked softmax and its
-// backward use one warp per score row.
+// backward use one warp per score row. Under bf16 the GEMMs read bf16 copies of their
+// operands (compact: row stride = the block's width) and write fp32.
 #include "kernels/cuda/attention_cuda.hpp"
 
 #include <cfloat>
 #include <cstddef>
+#include <optional>
 
 #include "kernels/check.hpp"
+#include "kernels/cuda/gemm_cuda.hpp"
 #include "kernels/cuda/reduce.cuh"
 
 namespace moesim::kernels::cuda {
@@ -85,47 +88,51 @@ void launch_rows(bool backward, const float* probs, float* scores, std::size_t r
     }
 }
 
-// One row-major matrix operand of a strided batch: base pointer, row stride, batch stride.
-struct Operand {
-    const float* data;
+// A row-major matrix a GEMM reads: fp32 or bf16 elements with row stride ld.
+struct Matrix {
+    const void* data;
     int ld;
-    long long stride;
+    cudaDataType_t type;
+    // The matrix from element (row, col) on, same stride.
+    Matrix at(std::size_t row, std::size_t col) const
+    {
+        const std::size_t bytes = type == CUDA_R_32F ? sizeof(float) : sizeof(__nv_bfloat16);
+        return {static_cast<const char*>(data) + (row * static_cast<std::size_t>(ld) + col) * bytes, ld, type};
+    }
 };
 
-// Row-major C_i (m x n, row stride c.ld) = alpha op(A_i) op(B_i) + beta C_i for i < count.
-// cuBLAS is column-major, so it computes C_i^T = op(B_i)^T op(A_i)^T on the same memory.
-void gemm_batched(cublasHandle_t handle, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
-                  Operand a, Operand b, float beta, float* c, int ldc, long long stride_c, int count)
-{
-    check(cublasGemmStridedBatchedEx(handle, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                     trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b.data, CUDA_R_32F,
-                                     b.ld, b.stride, a.data, CUDA_R_32F, a.ld, a.stride, &beta, c, CUDA_R_32F,
-                                     ldc, stride_c, count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-          "cublasGemmStridedBatchedEx");
-}
-
-// Stream-ordered scratch, freed on the stream also when a later call throws.
-class Scratch {
+// An fp32 matrix as the GEMMs read it: itself, or (bf16) its compact bf16 copy of rows x
+// cols, made on construction.
+class Operand {
 public:
-    Scratch(std::size_t bytes, cudaStream_t stream) : stream_(stream)
+    Operand(const float* x, std::size_t rows, int cols, int ld, GemmPrecision precision, cudaStream_t stream)
     {
-        check(cudaMallocAsync(&data_, bytes, stream), "cudaMallocAsync");
+        if (precision == GemmPrecision::bf16) {
+            copy_.emplace(x, rows, static_cast<std::size_t>(cols), static_cast<std::size_t>(ld), stream);
+            matrix_ = {copy_->data(), cols, CUDA_R_16BF};
+        } else {
+            matrix_ = {x, ld, CUDA_R_32F};
+        }
     }
-    ~Scratch() { cudaFreeAsync(data_, stream_); }
-    Scratch(const Scratch&) = delete;
-    Scratch& operator=(const Scratch&) = delete;
-    float* floats() const { return static_cast<float*>(data_); }
+    const Matrix& matrix() const { return matrix_; }
 
 private:
-    void* data_ = nullptr;
-    cudaStream_t stream_;
+    std::optional<Bf16Copy> copy_;
+    Matrix matrix_{};
 };
 
-cudaStream_t stream_of(cublasHandle_t handle)
+// Row-major C_i (m x n, row stride ldc, fp32) = alpha op(A_i) op(B_i) + beta C_i for
+// i < count, A_i = a + i * stride_a (elements), B_i likewise; a and b of one type.
+// cuBLAS is column-major, so it computes C_i^T = op(B_i)^T op(A_i)^T on the same memory.
+void gemm_batched(cublasHandle_t handle, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+                  const Matrix& a, long long stride_a, const Matrix& b, long long stride_b, float beta, float* c,
+                  int ldc, long long stride_c, int count)
 {
-    cudaStream_t stream = nullptr;
-    check(cublasGetStream(handle, &stream), "cublasGetStream");
-    return stream;
+    check(cublasGemmStridedBatchedEx(handle, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                     trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b.data, b.type,
+                                     b.ld, stride_b, a.data, a.type, a.ld, stride_a, &beta, c, CUDA_R_32F,
+                                     ldc, stride_c, count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "cublasGemmStridedBatchedEx");
 }
 
 // Offset of sequence b's first row in a matrix of row stride ld.
@@ -142,7 +149,8 @@ std::size_t square(const AttentionShape& s)
 }  // namespace
 
 void attention_forward_cuda(cublasHandle_t handle, const AttentionShape& s, const float* q, const float* k,
-                            const float* v, int ld_in, float* ctx, int ld_out, float* probs)
+                            const float* v, int ld_in, float* ctx, int ld_out, float* probs,
+                            GemmPrecision precision)
 {
     kernels::detail::check_attention_shape(s, ld_in, ld_out, "attention_forward_cuda");
     if (s.batch == 0 || s.seq == 0) {
@@ -150,26 +158,31 @@ void attention_forward_cuda(cublasHandle_t handle, const AttentionShape& s, cons
     }
     const cudaStream_t stream = stream_of(handle);
     const int d = s.head_dim, group = s.heads / s.kv_heads;
-    const std::size_t ss = square(s);
+    const std::size_t ss = square(s), rows = static_cast<std::size_t>(s.batch) * s.seq;
     const long long q_stride = static_cast<long long>(group) * d;  // between heads g * group + r, g = 0, 1, ...
     const long long p_stride = static_cast<long long>(group) * static_cast<long long>(ss);
+    const Operand Q(q, rows, s.heads * d, ld_in, precision, stream);
+    const Operand K(k, rows, s.kv_heads * d, ld_in, precision, stream);
+    const Operand V(v, rows, s.kv_heads * d, ld_in, precision, stream);
     for (int b = 0; b < s.batch; ++b) {
+        const std::size_t row = static_cast<std::size_t>(b) * s.seq;
         for (int r = 0; r < group; ++r) {
             // S_h = scale * Q_h K_g^T
-            gemm_batched(handle, false, true, s.seq, s.seq, d, s.scale,
-                         {q + seq_offset(s, b, ld_in) + static_cast<std::size_t>(r) * d, ld_in, q_stride},
-                         {k + seq_offset(s, b, ld_in), ld_in, d}, 0.0f,
+            gemm_batched(handle, false, true, s.seq, s.seq, d, s.scale, Q.matrix().at(row, static_cast<std::size_t>(r) * d),
+                         q_stride, K.matrix().at(row, 0), d, 0.0f,
                          probs + (static_cast<std::size_t>(b) * s.heads + r) * ss, s.seq, p_stride, s.kv_heads);
         }
     }
     launch_rows(false, nullptr, probs, static_cast<std::size_t>(s.batch) * s.heads * s.seq, s.seq, 0.0f, stream);
     for (int b = 0; b < s.batch; ++b) {
+        const std::size_t row = static_cast<std::size_t>(b) * s.seq;
+        const float* p_b = probs + static_cast<std::size_t>(b) * s.heads * ss;
+        const Operand P(p_b, static_cast<std::size_t>(s.heads) * s.seq, s.seq, s.seq, precision, stream);
         for (int r = 0; r < group; ++r) {
             // ctx_h = P_h V_g
             gemm_batched(handle, false, false, s.seq, d, s.seq, 1.0f,
-                         {probs + (static_cast<std::size_t>(b) * s.heads + r) * ss, s.seq, p_stride},
-                         {v + seq_offset(s, b, ld_in), ld_in, d}, 0.0f,
-                         ctx + seq_offset(s, b, ld_out) + static_cast<std::size_t>(r) * d, ld_out, q_stride,
+                         P.matrix().at(static_cast<std::size_t>(r) * s.seq, 0), p_stride, V.matrix().at(row, 0), d,
+                         0.0f, ctx + seq_offset(s, b, ld_out) + static_cast<std::size_t>(r) * d, ld_out, q_stride,
                          s.kv_heads);
         }
     }
@@ -177,7 +190,7 @@ void attention_forward_cuda(cublasHandle_t handle, const AttentionShape& s, cons
 
 void attention_backward_cuda(cublasHandle_t handle, const AttentionShape& s, const float* dctx, int ld_out,
                              const float* q, const float* k, const float* v, int ld_in, const float* probs,
-                             float* dq, float* dk, float* dv, int ld_grad)
+                             float* dq, float* dk, float* dv, int ld_grad, GemmPrecision precision)
 {
     const char* fn = "attention_backward_cuda";
     kernels::detail::check_attention_shape(s, ld_in, ld_out, fn);
@@ -187,35 +200,41 @@ void attention_backward_cuda(cublasHandle_t handle, const AttentionShape& s, con
     }
     const cudaStream_t stream = stream_of(handle);
     const int d = s.head_dim, group = s.heads / s.kv_heads;
-    const std::size_t ss = square(s);
+    const std::size_t ss = square(s), rows = static_cast<std::size_t>(s.batch) * s.seq;
     const long long q_stride = static_cast<long long>(group) * d;
     const long long p_stride = static_cast<long long>(group) * static_cast<long long>(ss);
-    const Scratch scratch(static_cast<std::size_t>(s.heads) * ss * sizeof(float), stream);
-    float* ds = scratch.floats();  // heads x seq x seq of sequence b
+    const Operand dC(dctx, rows, s.heads * d, ld_out, precision, stream);
+    const Operand Q(q, rows, s.heads * d, ld_in, precision, stream);
+    const Operand K(k, rows, s.kv_heads * d, ld_in, precision, stream);
+    const Operand V(v, rows, s.kv_heads * d, ld_in, precision, stream);
+    const StreamScratch scratch(static_cast<std::size_t>(s.heads) * ss * sizeof(float), stream);
+    float* ds = scratch.as<float>();  // heads x seq x seq of sequence b
+    const std::size_t head_rows = static_cast<std::size_t>(s.heads) * s.seq;
     for (int b = 0; b < s.batch; ++b) {
+        const std::size_t row = static_cast<std::size_t>(b) * s.seq;
         const float* p_b = probs + static_cast<std::size_t>(b) * s.heads * ss;
-        const float* dctx_b = dctx + seq_offset(s, b, ld_out);
-        const float* q_b = q + seq_offset(s, b, ld_in);
         for (int r = 0; r < group; ++r) {
             // dP_h = dctx_h V_g^T
-            gemm_batched(handle, false, true, s.seq, s.seq, d, 1.0f,
-                         {dctx_b + static_cast<std::size_t>(r) * d, ld_out, q_stride},
-                         {v + seq_offset(s, b, ld_in), ld_in, d}, 0.0f, ds + r * ss, s.seq, p_stride, s.kv_heads);
+            gemm_batched(handle, false, true, s.seq, s.seq, d, 1.0f, dC.matrix().at(row, static_cast<std::size_t>(r) * d),
+                         q_stride, V.matrix().at(row, 0), d, 0.0f, ds + r * ss, s.seq, p_stride, s.kv_heads);
         }
-        launch_rows(true, p_b, ds, static_cast<std::size_t>(s.heads) * s.seq, s.seq, s.scale, stream);
+        launch_rows(true, p_b, ds, head_rows, s.seq, s.scale, stream);
+        const Operand dS(ds, head_rows, s.seq, s.seq, precision, stream);
+        const Operand P(p_b, head_rows, s.seq, s.seq, precision, stream);
         for (int r = 0; r < group; ++r) {
-            const Operand ds_r{ds + r * ss, s.seq, p_stride};
+            const Matrix ds_r = dS.matrix().at(static_cast<std::size_t>(r) * s.seq, 0);
             // dq_h = dS_h K_g
-            gemm_batched(handle, false, false, s.seq, d, s.seq, 1.0f, ds_r, {k + seq_offset(s, b, ld_in), ld_in, d},
-                         0.0f, dq + seq_offset(s, b, ld_grad) + static_cast<std::size_t>(r) * d, ld_grad, q_stride,
+            gemm_batched(handle, false, false, s.seq, d, s.seq, 1.0f, ds_r, p_stride, K.matrix().at(row, 0), d, 0.0f,
+                         dq + seq_offset(s, b, ld_grad) + static_cast<std::size_t>(r) * d, ld_grad, q_stride,
                          s.kv_heads);
             // dk_g (+)= dS_h^T Q_h and dv_g (+)= P_h^T dctx_h: the group's heads summed in order r.
             const float beta = r == 0 ? 0.0f : 1.0f;
-            gemm_batched(handle, true, false, s.seq, d, s.seq, 1.0f, ds_r,
-                         {q_b + static_cast<std::size_t>(r) * d, ld_in, q_stride}, beta, dk + seq_offset(s, b, ld_grad),
-                         ld_grad, d, s.kv_heads);
-            gemm_batched(handle, true, false, s.seq, d, s.seq, 1.0f, {p_b + r * ss, s.seq, p_stride},
-                         {dctx_b + static_cast<std::size_t>(r) * d, ld_out, q_stride}, beta,
+            gemm_batched(handle, true, false, s.seq, d, s.seq, 1.0f, ds_r, p_stride,
+                         Q.matrix().at(row, static_cast<std::size_t>(r) * d), q_stride, beta,
+                         dk + seq_offset(s, b, ld_grad), ld_grad, d, s.kv_heads);
+            gemm_batched(handle, true, false, s.seq, d, s.seq, 1.0f,
+                         P.matrix().at(static_cast<std::size_t>(r) * s.seq, 0), p_stride,
+                         dC.matrix().at(row, static_cast<std::size_t>(r) * d), q_stride, beta,
                          dv + seq_offset(s, b, ld_grad), ld_grad, d, s.kv_heads);
         }
     }

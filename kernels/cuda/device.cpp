@@ -32,6 +32,13 @@ bool device_available()
     return count > 0;
 }
 
+cudaStream_t stream_of(cublasHandle_t handle)
+{
+    cudaStream_t stream = nullptr;
+    check(cublasGetStream(handle, &stream), "cublasGetStream");
+    return stream;
+}
+
 CublasHandle::CublasHandle()
 {
     check(cublasCreate(&handle_), "cublasCreate");

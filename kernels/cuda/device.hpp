@@ -1,6 +1,6 @@
 // Small host-side helpers for the CUDA kernels and their callers: device detection,
-// CUDA/cuBLAS return codes turned into exceptions naming the call, an RAII device buffer
-// and an RAII cuBLAS handle. Built only with the CUDA toolkit (MOESIM_KERNELS_CUDA).
+// CUDA/cuBLAS return codes turned into exceptions naming the call, an RAII device buffer,
+// stream-ordered scratch and an RAII cuBLAS handle. Built only with the CUDA toolkit (MOESIM_KERNELS_CUDA).
 #pragma once
 
 #include <cublas_v2.h>
@@ -86,6 +86,32 @@ private:
     T* data_ = nullptr;
     std::size_t size_ = 0;
 };
+
+// Scratch from the stream-ordered allocator: cudaMallocAsync on `stream`, cudaFreeAsync
+// on the same stream when destroyed (also when a later call throws), so work issued on
+// the stream before then may still use it.
+class StreamScratch {
+public:
+    StreamScratch(std::size_t bytes, cudaStream_t stream) : stream_(stream)
+    {
+        check(cudaMallocAsync(&data_, bytes > 0 ? bytes : 1, stream), "cudaMallocAsync");
+    }
+    ~StreamScratch() { cudaFreeAsync(data_, stream_); }
+    StreamScratch(const StreamScratch&) = delete;
+    StreamScratch& operator=(const StreamScratch&) = delete;
+    template <class T>
+    T* as() const
+    {
+        return static_cast<T*>(data_);
+    }
+
+private:
+    void* data_ = nullptr;
+    cudaStream_t stream_;
+};
+
+// The stream a cuBLAS handle issues its work on.
+cudaStream_t stream_of(cublasHandle_t handle);
 
 // A cuBLAS handle, created on construction and destroyed with the object.
 class CublasHandle {

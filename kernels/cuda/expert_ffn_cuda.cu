@@ -128,13 +128,6 @@ struct DeviceGroups {
     const int* counts() const { return data + count; }
 };
 
-cudaStream_t stream_of(cublasHandle_t handle)
-{
-    cudaStream_t stream = nullptr;
-    check(cublasGetStream(handle, &stream), "cublasGetStream");
-    return stream;
-}
-
 void check_shape(const ExpertFfnShape& s, const GroupRows& g, const char* fn)
 {
     kernels::detail::require(s.experts >= 1 && s.model_dim >= 1 && s.ffn_dim >= 1, fn,
@@ -146,20 +139,20 @@ void check_shape(const ExpertFfnShape& s, const GroupRows& g, const char* fn)
 
 void expert_ffn_forward_cuda(cublasHandle_t handle, const ExpertFfnShape& shape, const GroupRows& groups,
                              const float* x, const ExpertFfnDeviceWeights& weights, float* pre, float* act,
-                             float* y)
+                             float* y, GemmPrecision precision)
 {
     check_shape(shape, groups, "expert_ffn_forward_cuda");
     const int d = shape.model_dim, f = shape.ffn_dim;
     const cudaStream_t stream = stream_of(handle);
     const DeviceGroups dev(groups, stream);
-    grouped_gemm_cuda(handle, groups, x, d, weights.w1, Trans::Yes, f, 0.0f, pre);
+    grouped_gemm_cuda(handle, groups, x, d, weights.w1, Trans::Yes, f, 0.0f, pre, precision);
     const std::size_t nf = static_cast<std::size_t>(groups.rows) * f;
     if (nf > 0) {
         grouped_bias_gelu_kernel<<<elementwise_grid(nf), 256, 0, stream>>>(
             pre, weights.b1, dev.offsets(), dev.counts(), dev.count, nf, f, shape.activation, act);
         check_launch("grouped_bias_gelu_kernel");
     }
-    grouped_gemm_cuda(handle, groups, act, f, weights.w2, Trans::Yes, d, 0.0f, y);
+    grouped_gemm_cuda(handle, groups, act, f, weights.w2, Trans::Yes, d, 0.0f, y, precision);
     const std::size_t nd = static_cast<std::size_t>(groups.rows) * d;
     if (nd > 0) {
         grouped_add_bias_kernel<<<elementwise_grid(nd), 256, 0, stream>>>(y, weights.b2, dev.offsets(),
@@ -171,7 +164,7 @@ void expert_ffn_forward_cuda(cublasHandle_t handle, const ExpertFfnShape& shape,
 void expert_ffn_backward_cuda(cublasHandle_t handle, const ExpertFfnShape& shape, const GroupRows& groups,
                               const float* dy, const float* x, const ExpertFfnDeviceWeights& weights,
                               const float* pre, const float* act, float* dx, const ExpertFfnDeviceGrads& grads,
-                              bool accumulate)
+                              bool accumulate, GemmPrecision precision)
 {
     check_shape(shape, groups, "expert_ffn_backward_cuda");
     const int d = shape.model_dim, f = shape.ffn_dim;
@@ -181,7 +174,7 @@ void expert_ffn_backward_cuda(cublasHandle_t handle, const ExpertFfnShape& shape
     const dim3 sum_grid_d((d + 31) / 32, static_cast<unsigned>(shape.experts));
     const dim3 sum_grid_f((f + 31) / 32, static_cast<unsigned>(shape.experts));
 
-    grouped_gemm_weight_grad_cuda(handle, groups, dy, d, act, f, Trans::Yes, beta, grads.w2);
+    grouped_gemm_weight_grad_cuda(handle, groups, dy, d, act, f, Trans::Yes, beta, grads.w2, precision);
     grouped_column_sum_kernel<<<sum_grid_d, dim3(32, 8), 0, stream>>>(dy, dev.offsets(), dev.counts(), d, beta,
                                                                       grads.b2);
     check_launch("grouped_column_sum_kernel");
@@ -190,7 +183,7 @@ void expert_ffn_backward_cuda(cublasHandle_t handle, const ExpertFfnShape& shape
     void* scratch = nullptr;
     check(cudaMallocAsync(&scratch, (nf > 0 ? nf : 1) * sizeof(float), stream), "cudaMallocAsync");
     float* dpre = static_cast<float*>(scratch);
-    grouped_gemm_cuda(handle, groups, dy, d, weights.w2, Trans::No, f, 0.0f, dpre);
+    grouped_gemm_cuda(handle, groups, dy, d, weights.w2, Trans::No, f, 0.0f, dpre, precision);
     if (nf > 0) {
         grouped_bias_gelu_backward_kernel<<<elementwise_grid(nf), 256, 0, stream>>>(
             dpre, pre, weights.b1, dev.offsets(), dev.counts(), dev.count, nf, f, shape.activation);
@@ -199,8 +192,8 @@ void expert_ffn_backward_cuda(cublasHandle_t handle, const ExpertFfnShape& shape
     grouped_column_sum_kernel<<<sum_grid_f, dim3(32, 8), 0, stream>>>(dpre, dev.offsets(), dev.counts(), f, beta,
                                                                       grads.b1);
     check_launch("grouped_column_sum_kernel");
-    grouped_gemm_weight_grad_cuda(handle, groups, dpre, f, x, d, Trans::Yes, beta, grads.w1);
-    grouped_gemm_cuda(handle, groups, dpre, f, weights.w1, Trans::No, d, 0.0f, dx);
+    grouped_gemm_weight_grad_cuda(handle, groups, dpre, f, x, d, Trans::Yes, beta, grads.w1, precision);
+    grouped_gemm_cuda(handle, groups, dpre, f, weights.w1, Trans::No, d, 0.0f, dx, precision);
     check(cudaFreeAsync(scratch, stream), "cudaFreeAsync");
 }
 

@@ -1,6 +1,7 @@
 // CUDA expert FFNs (expert_ffn.hpp): grouped GEMMs on cuBLAS plus per-expert bias + GELU
 // kernels. Group sizes are host values; everything else is on the device; work runs on
 // the cuBLAS handle's stream. Group offsets must be ascending (as Dispatch makes them).
+// `precision` is the grouped GEMMs' operands', as in expert_ffn.hpp.
 #pragma once
 
 #include <cublas_v2.h>
@@ -25,11 +26,11 @@ struct ExpertFfnDeviceGrads {
 
 void expert_ffn_forward_cuda(cublasHandle_t handle, const ExpertFfnShape& shape, const GroupRows& groups,
                              const float* x, const ExpertFfnDeviceWeights& weights, float* pre, float* act,
-                             float* y);
+                             float* y, GemmPrecision precision = GemmPrecision::fp32);
 
 void expert_ffn_backward_cuda(cublasHandle_t handle, const ExpertFfnShape& shape, const GroupRows& groups,
                               const float* dy, const float* x, const ExpertFfnDeviceWeights& weights,
                               const float* pre, const float* act, float* dx, const ExpertFfnDeviceGrads& grads,
-                              bool accumulate = false);
+                              bool accumulate = false, GemmPrecision precision = GemmPrecision::fp32);
 
 }  // namespace moesim::kernels::cuda

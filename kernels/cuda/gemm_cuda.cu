@@ -1,21 +1,91 @@
-// Row-major GEMM on cuBLAS.
+// Row-major GEMM on cuBLAS, and the fp32 -> bf16 rounding of its mixed-precision operands.
 #include "kernels/cuda/gemm_cuda.hpp"
 
+#include <algorithm>
+
 #include "kernels/check.hpp"
-#include "kernels/cuda/device.hpp"
+#include "kernels/cuda/reduce.cuh"
 
 namespace moesim::kernels::cuda {
 
+namespace {
+
+constexpr int kThreads = 256;
+
+// n contiguous elements.
+__global__ void round_to_bf16_kernel(const float* src, std::size_t n, __nv_bfloat16* dst)
+{
+    for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
+         i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+        dst[i] = __float2bfloat16_rn(src[i]);
+    }
+}
+
+// Rows of a strided matrix: blocks stride over the rows in y and the columns in x (no
+// division per element).
+__global__ void round_rows_to_bf16_kernel(const float* src, std::size_t rows, std::size_t cols, std::size_t ld,
+                                          __nv_bfloat16* dst)
+{
+    for (std::size_t r = blockIdx.y; r < rows; r += gridDim.y) {
+        const float* in = src + r * ld;
+        __nv_bfloat16* out = dst + r * cols;
+        for (std::size_t c = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; c < cols;
+             c += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+            out[c] = __float2bfloat16_rn(in[c]);
+        }
+    }
+}
+
+// C (m x n, of c_type) = alpha op(A) op(B) + beta C on row-major operands of `ab_type`.
+void gemm_ex(cublasHandle_t handle, cudaDataType_t ab_type, cudaDataType_t c_type, Trans trans_a, Trans trans_b,
+             int m, int n, int k, float alpha, const void* a, const void* b, float beta, void* c)
+{
+    const cublasOperation_t op_a = trans_a == Trans::Yes ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const cublasOperation_t op_b = trans_b == Trans::Yes ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const int lda = trans_a == Trans::Yes ? m : k;
+    const int ldb = trans_b == Trans::Yes ? k : n;
+    check(cublasGemmEx(handle, op_b, op_a, n, m, k, &alpha, b, ab_type, ldb, a, ab_type, lda, &beta, c, c_type, n,
+                       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "cublasGemmEx");
+}
+
+}  // namespace
+
+void round_to_bf16_cuda(const float* src, std::size_t rows, std::size_t cols, std::size_t ld, __nv_bfloat16* dst,
+                        cudaStream_t stream)
+{
+    kernels::detail::require(ld >= cols, "round_to_bf16_cuda", "ld must be at least cols");
+    const std::size_t n = rows * cols;
+    if (n == 0) {
+        return;
+    }
+    if (ld == cols || rows == 1) {
+        const std::size_t blocks = std::min<std::size_t>((n + kThreads - 1) / kThreads, 65535);
+        round_to_bf16_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(src, n, dst);
+        detail::check_launch("round_to_bf16_kernel");
+        return;
+    }
+    const dim3 grid(static_cast<unsigned>(std::min<std::size_t>((cols + kThreads - 1) / kThreads, 64)),
+                    static_cast<unsigned>(std::min<std::size_t>(rows, 65535)));
+    round_rows_to_bf16_kernel<<<grid, kThreads, 0, stream>>>(src, rows, cols, ld, dst);
+    detail::check_launch("round_rows_to_bf16_kernel");
+}
+
+Bf16Copy::Bf16Copy(const float* src, std::size_t rows, std::size_t cols, std::size_t ld, cudaStream_t stream)
+    : scratch_(rows * cols * sizeof(__nv_bfloat16), stream)
+{
+    round_to_bf16_cuda(src, rows, cols, ld, scratch_.as<__nv_bfloat16>(), stream);
+}
+
 void gemm_cuda(cublasHandle_t handle, Trans trans_a, Trans trans_b, int m, int n, int k, float alpha,
-               const float* a, const float* b, float beta, float* c)
+               const float* a, const float* b, float beta, float* c, GemmPrecision precision)
 {
     kernels::detail::require(m >= 0 && n >= 0 && k >= 0, "gemm_cuda", "m, n and k must be >= 0");
     if (m == 0 || n == 0) {
         return;
     }
     if (k == 0) {  // C = beta * C, without asking cuBLAS about an empty product
-        cudaStream_t stream = nullptr;
-        check(cublasGetStream(handle, &stream), "cublasGetStream");
+        cudaStream_t stream = stream_of(handle);
         if (beta == 0.0f) {
             check(cudaMemsetAsync(c, 0, static_cast<std::size_t>(m) * n * sizeof(float), stream),
                   "cudaMemsetAsync");
@@ -24,13 +94,13 @@ void gemm_cuda(cublasHandle_t handle, Trans trans_a, Trans trans_b, int m, int n
         }
         return;
     }
-    const cublasOperation_t op_a = trans_a == Trans::Yes ? CUBLAS_OP_T : CUBLAS_OP_N;
-    const cublasOperation_t op_b = trans_b == Trans::Yes ? CUBLAS_OP_T : CUBLAS_OP_N;
-    const int lda = trans_a == Trans::Yes ? m : k;
-    const int ldb = trans_b == Trans::Yes ? k : n;
-    check(cublasGemmEx(handle, op_b, op_a, n, m, k, &alpha, b, CUDA_R_32F, ldb, a, CUDA_R_32F, lda, &beta,
-                       c, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-          "cublasGemmEx");
+    if (precision == GemmPrecision::bf16) {
+        const cudaStream_t stream = stream_of(handle);
+        const Bf16Copy a16(a, static_cast<std::size_t>(m) * k, stream), b16(b, static_cast<std::size_t>(k) * n, stream);
+        gemm_ex(handle, CUDA_R_16BF, CUDA_R_32F, trans_a, trans_b, m, n, k, alpha, a16.data(), b16.data(), beta, c);
+        return;
+    }
+    gemm_ex(handle, CUDA_R_32F, CUDA_R_32F, trans_a, trans_b, m, n, k, alpha, a, b, beta, c);
 }
 
 void gemm_cuda_typed(cublasHandle_t handle, cudaDataType_t type, Trans trans_a, Trans trans_b, int m, int n, int k,
@@ -40,13 +110,7 @@ void gemm_cuda_typed(cublasHandle_t handle, cudaDataType_t type, Trans trans_a, 
     if (m == 0 || n == 0) {
         return;
     }
-    const cublasOperation_t op_a = trans_a == Trans::Yes ? CUBLAS_OP_T : CUBLAS_OP_N;
-    const cublasOperation_t op_b = trans_b == Trans::Yes ? CUBLAS_OP_T : CUBLAS_OP_N;
-    const int lda = trans_a == Trans::Yes ? m : k;
-    const int ldb = trans_b == Trans::Yes ? k : n;
-    check(cublasGemmEx(handle, op_b, op_a, n, m, k, &alpha, b, type, ldb, a, type, lda, &beta, c, type, n,
-                       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-          "cublasGemmEx");
+    gemm_ex(handle, type, type, trans_a, trans_b, m, n, k, alpha, a, b, beta, c);
 }
 
 }  // namespace moesim::kernels::cuda

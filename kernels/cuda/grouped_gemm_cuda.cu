@@ -2,6 +2,7 @@
 // for the row-major mapping), submitted together.
 #include "kernels/cuda/grouped_gemm_cuda.hpp"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,14 +23,15 @@ struct Problem {
     void* c;
 };
 
-void run_problems(cublasHandle_t handle, const std::vector<Problem>& problems, float beta,
-                  cudaDataType_t type = CUDA_R_32F, GroupedAlgo algo = GroupedAlgo::GroupedBatched)
+// A and B of `type`, C of `c_type` (the same, except bf16 operands into fp32 outputs).
+void run_problems(cublasHandle_t handle, const std::vector<Problem>& problems, float beta, cudaDataType_t type,
+                  cudaDataType_t c_type, GroupedAlgo algo)
 {
     if (algo == GroupedAlgo::PerGroup) {
         const float alpha = 1.0f;
         for (const Problem& p : problems) {
             check(cublasGemmEx(handle, p.op_a, p.op_b, p.m, p.n, p.k, &alpha, p.a, type, p.lda, p.b, type, p.ldb,
-                               &beta, p.c, type, p.ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                               &beta, p.c, c_type, p.ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                   "cublasGemmEx (per group)");
         }
         return;
@@ -70,12 +72,12 @@ void run_problems(cublasHandle_t handle, const std::vector<Problem>& problems, f
     check(cudaMemcpyAsync(c_dev, c.data(), count * sizeof(void*), cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync");
     const cublasStatus_t status = cublasGemmGroupedBatchedEx(
         handle, op_a.data(), op_b.data(), m.data(), n.data(), k.data(), alpha.data(), a_dev, type,
-        lda.data(), b_dev, type, ldb.data(), betas.data(), c_dev, type, ldc.data(),
+        lda.data(), b_dev, type, ldb.data(), betas.data(), c_dev, c_type, ldc.data(),
         static_cast<int>(count), group_size.data(), CUBLAS_COMPUTE_32F);
     if (status == CUBLAS_STATUS_NOT_SUPPORTED) {
         for (std::size_t i = 0; i < count; ++i) {
             check(cublasGemmEx(handle, op_a[i], op_b[i], m[i], n[i], k[i], &alpha[i], a[i], type, lda[i],
-                               b[i], type, ldb[i], &betas[i], c[i], type, ldc[i],
+                               b[i], type, ldb[i], &betas[i], c[i], c_type, ldc[i],
                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                   "cublasGemmEx (grouped fallback)");
         }
@@ -94,13 +96,46 @@ void check_groups(const GroupRows& g, const char* fn)
     }
 }
 
+// Two fp32 device operands as a grouped call reads them: themselves, or (bf16) copies
+// rounded once, addressed by fp32 element offsets either way.
+class Operands {
+public:
+    Operands(const float* a, std::size_t a_size, const float* b, std::size_t b_size, GemmPrecision precision,
+             cublasHandle_t handle)
+        : a_(a), b_(b)
+    {
+        if (precision == GemmPrecision::bf16) {
+            const cudaStream_t stream = stream_of(handle);
+            a16_.emplace(a, a_size, stream);
+            b16_.emplace(b, b_size, stream);
+        }
+    }
+    const void* a(std::size_t offset) const { return a16_ ? static_cast<const void*>(a16_->data() + offset) : a_ + offset; }
+    const void* b(std::size_t offset) const { return b16_ ? static_cast<const void*>(b16_->data() + offset) : b_ + offset; }
+    void run(cublasHandle_t handle, const std::vector<Problem>& problems, float beta) const
+    {
+        if (a16_) {
+            run_problems(handle, problems, beta, CUDA_R_16BF, CUDA_R_32F, GroupedAlgo::PerGroup);
+        } else {
+            run_problems(handle, problems, beta, CUDA_R_32F, CUDA_R_32F, GroupedAlgo::GroupedBatched);
+        }
+    }
+
+private:
+    const float* a_;
+    const float* b_;
+    std::optional<Bf16Copy> a16_, b16_;
+};
+
 }  // namespace
 
 void grouped_gemm_cuda(cublasHandle_t handle, const GroupRows& groups, const float* x, int k,
-                       const float* w, Trans trans_w, int n, float beta, float* y)
+                       const float* w, Trans trans_w, int n, float beta, float* y, GemmPrecision precision)
 {
     check_groups(groups, "grouped_gemm_cuda");
     const std::size_t w_size = static_cast<std::size_t>(n) * k;
+    const Operands ops(x, static_cast<std::size_t>(groups.rows) * k, w, groups.counts.size() * w_size,
+                       k > 0 ? precision : GemmPrecision::fp32, handle);
     std::vector<Problem> problems;
     for (std::size_t g = 0; g < groups.counts.size(); ++g) {
         const int m = groups.counts[g];
@@ -114,10 +149,10 @@ void grouped_gemm_cuda(cublasHandle_t handle, const GroupRows& groups, const flo
         }
         // Column-major: y_g^T (n x m) = op(w_g)^T x_g^T.
         problems.push_back(Problem{trans_w == Trans::Yes ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, n, m, k,
-                                   trans_w == Trans::Yes ? k : n, k, n, w + g * w_size,
-                                   x + static_cast<std::size_t>(groups.offsets[g]) * k, y_g});
+                                   trans_w == Trans::Yes ? k : n, k, n, ops.b(g * w_size),
+                                   ops.a(static_cast<std::size_t>(groups.offsets[g]) * k), y_g});
     }
-    run_problems(handle, problems, beta);
+    ops.run(handle, problems, beta);
 }
 
 void grouped_gemm_cuda_typed(cublasHandle_t handle, cudaDataType_t type, const GroupRows& groups, const void* x,
@@ -141,14 +176,17 @@ void grouped_gemm_cuda_typed(cublasHandle_t handle, cudaDataType_t type, const G
                                    trans_w == Trans::Yes ? k : n, k, n, wb + g * w_size * e, xb + row * k * e,
                                    yb + row * n * e});
     }
-    run_problems(handle, problems, beta, type, algo);
+    run_problems(handle, problems, beta, type, type, algo);
 }
 
 void grouped_gemm_weight_grad_cuda(cublasHandle_t handle, const GroupRows& groups, const float* dy,
-                                   int n, const float* x, int k, Trans trans_w, float beta, float* dw)
+                                   int n, const float* x, int k, Trans trans_w, float beta, float* dw,
+                                   GemmPrecision precision)
 {
     check_groups(groups, "grouped_gemm_weight_grad_cuda");
     const std::size_t w_size = static_cast<std::size_t>(n) * k;
+    const std::size_t rows = static_cast<std::size_t>(groups.rows);
+    const Operands ops(dy, rows * n, x, rows * k, n > 0 && k > 0 ? precision : GemmPrecision::fp32, handle);
     std::vector<Problem> problems;
     for (std::size_t g = 0; g < groups.counts.size(); ++g) {
         const int m = groups.counts[g];
@@ -160,8 +198,8 @@ void grouped_gemm_weight_grad_cuda(cublasHandle_t handle, const GroupRows& group
             gemm_cuda(handle, Trans::No, Trans::No, n, k, 0, 1.0f, nullptr, nullptr, beta, dw_g);
             continue;
         }
-        const float* dy_g = dy + static_cast<std::size_t>(groups.offsets[g]) * n;
-        const float* x_g = x + static_cast<std::size_t>(groups.offsets[g]) * k;
+        const void* dy_g = ops.a(static_cast<std::size_t>(groups.offsets[g]) * n);
+        const void* x_g = ops.b(static_cast<std::size_t>(groups.offsets[g]) * k);
         if (trans_w == Trans::Yes) {
             // dw_g (n x k) row-major = dy_g^T x_g; column-major dw_g^T (k x n) = x_g^T dy_g.
             problems.push_back(Problem{CUBLAS_OP_N, CUBLAS_OP_T, k, n, m, k, n, k, x_g, dy_g, dw_g});
@@ -170,7 +208,7 @@ void grouped_gemm_weight_grad_cuda(cublasHandle_t handle, const GroupRows& group
             problems.push_back(Problem{CUBLAS_OP_N, CUBLAS_OP_T, n, k, m, n, k, n, dy_g, x_g, dw_g});
         }
     }
-    run_problems(handle, problems, beta);
+    ops.run(handle, problems, beta);
 }
 
 }  // namespace moesim::kernels::cuda

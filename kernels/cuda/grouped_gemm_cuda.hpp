@@ -1,7 +1,10 @@
 // CUDA grouped GEMM (grouped_gemm.hpp) through cuBLAS's grouped batched GEMM
 // (cublasGemmGroupedBatchedEx, one problem per non-empty group), falling back to one
 // cublasGemmEx per group where the grouped call is not supported. Group sizes are host
-// values (GroupRows over host spans); x, w, y are device pointers.
+// values (GroupRows over host spans); x, w, y are device pointers. With GemmPrecision bf16
+// the fp32 operands are rounded to bf16 once per call (gemm_cuda.hpp's Bf16Copy) and each
+// group is one cublasGemmEx of bf16 operands into the fp32 output (per-group launches:
+// the faster on an H100, below).
 #pragma once
 
 #include <cublas_v2.h>
@@ -12,7 +15,8 @@ namespace moesim::kernels::cuda {
 
 // y_g = x_g op(w_g) + beta y_g, as grouped_gemm().
 void grouped_gemm_cuda(cublasHandle_t handle, const GroupRows& groups, const float* x, int k,
-                       const float* w, Trans trans_w, int n, float beta, float* y);
+                       const float* w, Trans trans_w, int n, float beta, float* y,
+                       GemmPrecision precision = GemmPrecision::fp32);
 
 // How the groups reach cuBLAS: one cublasGemmEx per non-empty group, or one
 // cublasGemmGroupedBatchedEx for all. On an H100 with cuBLAS 13.0, bf16 expert GEMMs of
@@ -30,6 +34,7 @@ void grouped_gemm_cuda_typed(cublasHandle_t handle, cudaDataType_t type, const G
 // dw_g = dy_g^T x_g (trans_w = Yes) or x_g^T dy_g (No), plus beta dw_g, as
 // grouped_gemm_weight_grad().
 void grouped_gemm_weight_grad_cuda(cublasHandle_t handle, const GroupRows& groups, const float* dy,
-                                   int n, const float* x, int k, Trans trans_w, float beta, float* dw);
+                                   int n, const float* x, int k, Trans trans_w, float beta, float* dw,
+                                   GemmPrecision precision = GemmPrecision::fp32);
 
 }  // namespace moesim::kernels::cuda

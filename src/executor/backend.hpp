@@ -1,6 +1,7 @@
 // The executor's compute seam: every kernel a GPT-MoE training step runs, on memory the
 // backend owns (host memory on CPU, device memory on CUDA). The model code in
-// gpt_moe.cpp and moe_layer.cpp is written once against this interface.
+// gpt_moe.cpp and moe_layer.cpp is written once against this interface. All arrays are
+// fp32; the precision of the GEMMs' operands is the backend's one setting (fp32 or bf16).
 #pragma once
 
 #include <cstddef>
@@ -12,6 +13,7 @@
 
 #include "kernels/adam.hpp"
 #include "kernels/gate.hpp"
+#include "kernels/gemm.hpp"
 
 namespace moesim::exec {
 
@@ -83,6 +85,14 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string kind() const = 0;  // "cpu" or "cuda"
+
+  // What every GEMM below rounds its operands to (kernels/gemm.hpp): the linear layers,
+  // the attention's q k^T and P v and their backward products, and the expert FFNs. They
+  // accumulate and write fp32 either way, and nothing else changes: bf16 is autocast-style
+  // mixed precision over fp32 tensors. fp32 until set; train() sets it from the plan, and
+  // moe_layer.cpp sets the router's for its linear (the model's moe.gate_precision).
+  void set_gemm_precision(kernels::GemmPrecision p) { gemm_precision_ = p; }
+  kernels::GemmPrecision gemm_precision() const { return gemm_precision_; }
 
   // Memory. Bytes live now and the most ever live, as the executor's gb_allocated.
   virtual void* allocate_bytes(std::size_t bytes) = 0;
@@ -203,6 +213,7 @@ class Backend {
 
  private:
   std::size_t live_ = 0, peak_ = 0;
+  kernels::GemmPrecision gemm_precision_ = kernels::GemmPrecision::fp32;
 };
 
 template <typename T>

@@ -1,5 +1,7 @@
 // The CPU side of the executor's compute seam: host memory and the kernels' CPU
-// references (Eigen GEMMs), exactly what the kernel tests check.
+// references (Eigen GEMMs), exactly what the kernel tests check. Under bf16 the kernels
+// round the GEMMs' operands to bf16 values before the fp32 Eigen products, so a CPU run
+// computes what the CUDA backend's bf16 tensor-core GEMMs do, to summation order.
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -122,14 +124,14 @@ class CpuBackend final : public Backend {
   void linear_forward(const float* x, const float* w, const float* b, int rows, int in, int out,
                       float* y) override {
     kernels::linear_forward(cview(x, sz(rows, in)), cview(w, sz(out, in)), maybe(b, sz(out)), rows,
-                            in, out, view(y, sz(rows, out)));
+                            in, out, view(y, sz(rows, out)), gemm_precision());
   }
   void linear_backward(const float* dy, const float* x, const float* w, int rows, int in, int out,
                        float* dx, float* dw, float* db, bool accumulate) override {
     kernels::linear_backward(cview(dy, sz(rows, out)), cview(x, sz(rows, in)), cview(w, sz(out, in)),
                              rows, in, out, dx ? view(dx, sz(rows, in)) : std::span<float>(),
                              dw ? view(dw, sz(out, in)) : std::span<float>(),
-                             db ? view(db, sz(out)) : std::span<float>(), accumulate);
+                             db ? view(db, sz(out)) : std::span<float>(), accumulate, gemm_precision());
   }
 
   void norm_forward(const float* x, const float* gamma, const float* beta, int rows, int cols,
@@ -177,7 +179,7 @@ class CpuBackend final : public Backend {
                          int ld_in, float* ctx, int ld_out, float* probs) override {
     const Extents e(s, ld_in, ld_out);
     kernels::attention_forward(kernel_shape(s), cview(q, e.q), cview(k, e.kv), cview(v, e.kv), ld_in,
-                               view(ctx, e.out), ld_out, view(probs, e.probs));
+                               view(ctx, e.out), ld_out, view(probs, e.probs), gemm_precision());
   }
   void attention_backward(const AttentionShape& s, const float* dctx, int ld_out, const float* q,
                           const float* k, const float* v, int ld_in, const float* probs,
@@ -186,7 +188,7 @@ class CpuBackend final : public Backend {
     const Extents g(s, ld_grad, ld_out);
     kernels::attention_backward(kernel_shape(s), cview(dctx, e.out), ld_out, cview(q, e.q), cview(k, e.kv),
                                 cview(v, e.kv), ld_in, cview(probs, e.probs), view(dq, g.q),
-                                view(dk, g.kv), view(dv, g.kv), ld_grad);
+                                view(dk, g.kv), view(dv, g.kv), ld_grad, gemm_precision());
   }
 
   void rotary_forward(float* x, int ld, int rows, int seq, int heads, int head_dim, double theta) override {
@@ -291,7 +293,8 @@ class CpuBackend final : public Backend {
     const kernels::ExpertFfnShape shape{groups, d, f, kernels::Gelu::Erf};
     const kernels::GroupRows g{offsets, counts, rows};
     kernels::expert_ffn_forward(shape, g, cview(x, sz(rows, d)), weights(w, groups, d, f),
-                                view(pre, sz(rows, f)), view(act, sz(rows, f)), view(y, sz(rows, d)));
+                                view(pre, sz(rows, f)), view(act, sz(rows, f)), view(y, sz(rows, d)),
+                                gemm_precision());
   }
   void expert_ffn_backward(const std::vector<int>& offsets, const std::vector<int>& counts, int rows,
                            int d, int f, const float* dy, const float* x, ExpertWeights w,
@@ -304,7 +307,7 @@ class CpuBackend final : public Backend {
     kernels::expert_ffn_backward(shape, gr, cview(dy, sz(rows, d)), cview(x, sz(rows, d)),
                                  weights(w, groups, d, f), cview(pre, sz(rows, f)),
                                  cview(act, sz(rows, f)), view(dx, sz(rows, d)), grads,
-                                 /*accumulate=*/true);
+                                 /*accumulate=*/true, gemm_precision());
   }
 
   double cross_entropy_forward(const float* logits, const std::int32_t* targets, int rows,

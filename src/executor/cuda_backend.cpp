@@ -1,8 +1,11 @@
 // The CUDA side of the executor's compute seam: device memory from the stream-ordered
 // allocator, one CUDA stream with one cuBLAS handle bound to it, and the kernels of
-// kernels/cuda/ (plus a few small ones beside this file). fp32 throughout, TF32 off, so a
-// run agrees with the CPU backend to rounding. Without the CUDA toolkit only a
-// make_cuda_backend that throws is built.
+// kernels/cuda/ (plus a few small ones beside this file). fp32 arrays throughout, TF32
+// off, so a run agrees with the CPU backend to rounding; under GemmPrecision bf16 the
+// kernels round each GEMM's operands to bf16 (stream-ordered scratch, not counted in
+// live_bytes) and cuBLAS multiplies them on the tensor cores into fp32, as the CPU backend
+// rounds them before Eigen. Without the CUDA toolkit only a make_cuda_backend that throws
+// is built.
 //
 // Ordering: all work is issued on the backend's stream. upload, download and the host
 // results (sum_squares, cross_entropy_forward, gate_forward, make_dispatch) synchronise
@@ -150,14 +153,16 @@ class CudaBackend final : public Backend {
 
   void linear_forward(const float* x, const float* w, const float* b, int rows, int in, int out,
                       float* y) override {
-    kc::gemm_cuda(blas_, Trans::No, Trans::Yes, rows, out, in, 1.0f, x, w, 0.0f, y);
+    kc::gemm_cuda(blas_, Trans::No, Trans::Yes, rows, out, in, 1.0f, x, w, 0.0f, y, gemm_precision());
     if (b != nullptr) cd::add_bias(y, b, rows, out, stream_);
   }
   void linear_backward(const float* dy, const float* x, const float* w, int rows, int in, int out,
                        float* dx, float* dw, float* db, bool accumulate) override {
-    if (dx != nullptr) kc::gemm_cuda(blas_, Trans::No, Trans::No, rows, in, out, 1.0f, dy, w, 0.0f, dx);
+    if (dx != nullptr)
+      kc::gemm_cuda(blas_, Trans::No, Trans::No, rows, in, out, 1.0f, dy, w, 0.0f, dx, gemm_precision());
     if (dw != nullptr)
-      kc::gemm_cuda(blas_, Trans::Yes, Trans::No, out, in, rows, 1.0f, dy, x, accumulate ? 1.0f : 0.0f, dw);
+      kc::gemm_cuda(blas_, Trans::Yes, Trans::No, out, in, rows, 1.0f, dy, x, accumulate ? 1.0f : 0.0f, dw,
+                    gemm_precision());
     if (db != nullptr) column_sum(dy, rows, out, accumulate, db);
   }
 
@@ -192,12 +197,13 @@ class CudaBackend final : public Backend {
 
   void attention_forward(const AttentionShape& s, const float* q, const float* k, const float* v,
                          int ld_in, float* ctx, int ld_out, float* probs) override {
-    kc::attention_forward_cuda(blas_, kernel_shape(s), q, k, v, ld_in, ctx, ld_out, probs);
+    kc::attention_forward_cuda(blas_, kernel_shape(s), q, k, v, ld_in, ctx, ld_out, probs, gemm_precision());
   }
   void attention_backward(const AttentionShape& s, const float* dctx, int ld_out, const float* q,
                           const float* k, const float* v, int ld_in, const float* probs,
                           float* dq, float* dk, float* dv, int ld_grad) override {
-    kc::attention_backward_cuda(blas_, kernel_shape(s), dctx, ld_out, q, k, v, ld_in, probs, dq, dk, dv, ld_grad);
+    kc::attention_backward_cuda(blas_, kernel_shape(s), dctx, ld_out, q, k, v, ld_in, probs, dq, dk, dv, ld_grad,
+                                gemm_precision());
   }
 
   void add_bias(float* y, const float* b, int rows, int cols) override { cd::add_bias(y, b, rows, cols, stream_); }
@@ -306,7 +312,7 @@ class CudaBackend final : public Backend {
     }
     const kc::ExpertFfnDeviceWeights dw{w.w1, w.b1 ? w.b1 : zeros.data(), w.w2, w.b2 ? w.b2 : zeros.data()};
     kc::expert_ffn_forward_cuda(blas_, {groups, d, f, kernels::Gelu::Erf}, {offsets, counts, rows}, x, dw, pre,
-                                act, y);
+                                act, y, gemm_precision());
   }
   void expert_ffn_backward(const std::vector<int>& offsets, const std::vector<int>& counts, int rows,
                            int d, int f, const float* dy, const float* x, ExpertWeights w,
@@ -323,7 +329,7 @@ class CudaBackend final : public Backend {
     const kc::ExpertFfnDeviceWeights dw{w.w1, w.b1 ? w.b1 : zeros.data(), w.w2, w.b2 ? w.b2 : zeros.data()};
     const kc::ExpertFfnDeviceGrads dg{g.w1, g.b1 ? g.b1 : sink.data(), g.w2, g.b2 ? g.b2 : sink.data()};
     kc::expert_ffn_backward_cuda(blas_, {groups, d, f, kernels::Gelu::Erf}, {offsets, counts, rows}, dy, x, dw,
-                                 pre, act, dx, dg, /*accumulate=*/true);
+                                 pre, act, dx, dg, /*accumulate=*/true, gemm_precision());
   }
 
   double cross_entropy_forward(const float* logits, const std::int32_t* targets, int rows,

@@ -119,7 +119,8 @@ struct Dims {
         attn{in.mbs, seq, heads, kv_heads, hd, 1.0f / std::sqrt(static_cast<float>(hd))},
         probs_size(z(in.mbs) * z(heads) * z(seq) * z(seq)),
         moe{rows, d, static_cast<int>(r.model.expert_ffn() / r.tp), r.model.moe.experts, r.layout.local_experts,
-            r.model.is_moe() && r.shard.ep > 1 ? r.shard.slot_of_expert() : std::vector<int>{}} {
+            r.model.is_moe() && r.shard.ep > 1 ? r.shard.slot_of_expert() : std::vector<int>{},
+            r.model.moe.gate_precision == DType::bf16 ? r.backend.gemm_precision() : kernels::GemmPrecision::fp32} {
     // Each MoE layer draws its own gate noise.
     for (const LayerParams& L : r.layout.layers)
       gates.push_back(gate_options(r.model, rows, kernels::mix64(in.gate_seed + z(L.index))));

@@ -31,6 +31,22 @@ std::vector<int> exchange_counts(Backend& backend, Communicator& comm, const std
   return out;
 }
 
+// The backend's GEMMs in the router's precision while it lives.
+class RouterPrecision {
+ public:
+  RouterPrecision(Backend& backend, kernels::GemmPrecision router)
+      : backend_(backend), saved_(backend.gemm_precision()) {
+    backend.set_gemm_precision(router);
+  }
+  ~RouterPrecision() { backend_.set_gemm_precision(saved_); }
+  RouterPrecision(const RouterPrecision&) = delete;
+  RouterPrecision& operator=(const RouterPrecision&) = delete;
+
+ private:
+  Backend& backend_;
+  kernels::GemmPrecision saved_;
+};
+
 void sum_over(Backend& backend, Communicator& comm, float* x, std::size_t n) {
   if (comm.size() == 1) return;
   backend.synchronize();
@@ -45,7 +61,10 @@ void moe_forward(Backend& backend, Communicator& comm, const MoeLayerShape& s,
                  float* out, MoeSaved& saved) {
   const int d = s.d;
   Array<float> logits(backend, z(s.tokens) * z(s.experts));
-  backend.linear_forward(h, w.gate_w, nullptr, s.tokens, d, s.experts, logits.data());
+  {
+    const RouterPrecision router(backend, s.router);
+    backend.linear_forward(h, w.gate_w, nullptr, s.tokens, d, s.experts, logits.data());
+  }
   saved.routing = backend.gate_forward(logits.data(), s.tokens, s.experts, gate);
   saved.map = backend.make_dispatch(saved.routing, s.slot_of_expert);
   const DispatchMap& map = saved.map;
@@ -160,8 +179,11 @@ void moe_backward(Backend& backend, Communicator& comm, Communicator& tp, const 
   Array<float> dlogits(backend, z(s.tokens) * z(s.experts));
   backend.gate_backward(saved.routing, gate, dweight.data(), daux, dlogits.data());
   Array<float> dh_gate(backend, z(s.tokens) * z(d));
-  backend.linear_backward(dlogits.data(), h, w.gate_w, s.tokens, d, s.experts, dh_gate.data(),
-                          dgate_w, nullptr, /*accumulate=*/true);
+  {
+    const RouterPrecision router(backend, s.router);
+    backend.linear_backward(dlogits.data(), h, w.gate_w, s.tokens, d, s.experts, dh_gate.data(),
+                            dgate_w, nullptr, /*accumulate=*/true);
+  }
   backend.axpy(1.0f, dh_gate.data(), dh, z(s.tokens) * z(d));
 }
 

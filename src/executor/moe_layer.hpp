@@ -19,6 +19,9 @@ struct MoeLayerShape {
   int experts = 0;    // global experts (slots)
   int local_experts = 0;
   std::vector<int> slot_of_expert;  // ExpertShard::slot_of_expert(); empty: identity
+  // The router's GEMM operands (the gate's linear, forward and backward): the backend's
+  // precision where the model's moe.gate_precision is bf16, else fp32.
+  kernels::GemmPrecision router = kernels::GemmPrecision::fp32;
 };
 
 struct MoeLayerWeights {

@@ -124,7 +124,12 @@ void check_runnable(const ModelSpec& m, const Plan& p, const std::string& model_
     throw InputError(plan_file, "pp", "expected a divisor of the model's " + std::to_string(m.layers) + " layers, got " +
                                           std::to_string(p.pp));
   if (p.zero > 1) unsupported(plan_file, "zero", "expected 0 or 1");
-  if (p.precision != DType::fp32) unsupported(plan_file, "precision", "expected fp32");
+  // bf16: autocast-style GEMMs over fp32 weights, which are the master copy; fp16 would
+  // need loss scaling.
+  if (p.precision == DType::fp16) unsupported(plan_file, "precision", "expected fp32 or bf16");
+  if (p.precision == DType::bf16 && !p.master_weights)
+    unsupported(plan_file, "master_weights", "expected true (the fp32 weights are the master copy)");
+  if (p.optimizer_dtype != DType::fp32) unsupported(plan_file, "optimizer_dtype", "expected fp32");
   if (m.positions == Positions::sinusoidal) unsupported(model_file, "positions", "expected learned or rotary");
   if (m.activation == Activation::relu) unsupported(model_file, "activation", "expected gelu or swiglu");
   if (m.mla) unsupported(model_file, "mla", "expected none");
@@ -136,6 +141,8 @@ void check_runnable(const ModelSpec& m, const Plan& p, const std::string& model_
     if (m.moe.router_score != RouterScore::softmax) unsupported(model_file, "moe.router_score", "expected softmax");
     if (m.moe.gate_bias) unsupported(model_file, "moe.gate_bias", "expected false");
     if (m.moe.dense_to_sparse) unsupported(model_file, "moe.dense_to_sparse", "expected none");
+    if (p.precision == DType::bf16 && m.moe.gate_precision == DType::fp16)
+      unsupported(model_file, "moe.gate_precision", "expected fp32 or bf16 with precision bf16");
   }
 }
 
@@ -165,6 +172,8 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
                                                std::to_string(plan.world()) + "), got " +
                                                std::to_string(world.size()));
   const RankGrid grid = rank_grid(plan, world.rank());
+  if (plan.precision == DType::fp16) unsupported("--plan", "precision", "expected fp32 or bf16");
+  B.set_gemm_precision(plan.precision == DType::bf16 ? kernels::GemmPrecision::bf16 : kernels::GemmPrecision::fp32);
   TokenSourceSpec data = options.data;
   data.seed = options.seed;
   const int seq = static_cast<int>(model.seq_len);

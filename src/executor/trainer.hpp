@@ -70,7 +70,9 @@ struct TrainResult {
 };
 
 // Trains `model` under `plan` up to update `steps`, from the start or, with
-// options.checkpoint.resume, after the newest complete checkpoint. `on_step` runs on every
+// options.checkpoint.resume, after the newest complete checkpoint. The backend's GEMM
+// precision is set from plan.precision (bf16: backend.hpp's autocast-style GEMMs; the
+// weights, Adam and everything else stay fp32). `on_step` runs on every
 // rank after each update; checkpoints are saved after it. Throws InputError for a model or
 // plan the executor cannot run, or a checkpoint of another run (naming the field).
 TrainResult train(Backend& backend, RankGroups& groups, const ModelSpec& model, const Plan& plan,

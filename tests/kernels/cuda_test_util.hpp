@@ -1,5 +1,6 @@
 // Helpers for the CUDA-vs-CPU tests: a fixture that skips without a GPU, device copies of
-// host vectors, and an elementwise comparison with absolute + relative tolerance.
+// host vectors, an elementwise comparison with absolute + relative tolerance, and the
+// relative error in norm.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -44,6 +45,27 @@ inline void expect_close(const std::vector<float>& actual, const std::vector<flo
             ++reported;
         }
     }
+}
+
+// ||actual - expected|| / ||expected|| (in double; NaN when either holds a NaN or the
+// sizes differ, so that a comparison with it fails). Elements equal to `fill` on both
+// sides (padding a kernel must leave alone) are left out of both norms.
+inline double relative_error(const std::vector<float>& actual, const std::vector<float>& expected,
+                             float fill = NAN)
+{
+    if (actual.size() != expected.size()) {
+        return NAN;
+    }
+    double diff = 0, ref = 0;
+    for (std::size_t i = 0; i < actual.size(); ++i) {
+        if (actual[i] == fill && expected[i] == fill) {
+            continue;
+        }
+        const double a = actual[i], e = expected[i];
+        diff += (a - e) * (a - e);
+        ref += e * e;
+    }
+    return ref > 0 ? std::sqrt(diff / ref) : std::sqrt(diff);
 }
 
 }  // namespace moesim::kernels::test

@@ -57,6 +57,46 @@ TEST(Gemm, BetaZeroIgnoresGarbageAndEmptyShapesWork)
     EXPECT_THROW(gemm(Trans::No, Trans::No, 2, 2, 2, 1.0f, a, b, 0.0f, c), std::invalid_argument);
 }
 
+// Round to nearest, ties to even, at bf16's 8 significant bits (ulp 2^-7 at 1).
+TEST(Bf16, RoundsToNearestEven)
+{
+    EXPECT_EQ(round_to_bf16(1.0f), 1.0f);
+    EXPECT_EQ(round_to_bf16(1.0f + 0x1p-9f), 1.0f);                   // below half an ulp
+    EXPECT_EQ(round_to_bf16(1.0f + 0x1p-8f), 1.0f);                   // a tie: to the even 1
+    EXPECT_EQ(round_to_bf16(1.0f + 0x1p-8f + 0x1p-20f), 1.0f + 0x1p-7f);  // above the tie
+    EXPECT_EQ(round_to_bf16(1.0f + 3 * 0x1p-8f), 1.0f + 0x1p-6f);     // a tie: to the even 1 + 2^-6
+    EXPECT_EQ(round_to_bf16(-3.14159265f), -3.140625f);
+    EXPECT_EQ(round_to_bf16(0x1p-130f), 0x1p-130f);                   // subnormals keep 7 bits
+    const float inf = std::numeric_limits<float>::infinity();
+    EXPECT_EQ(round_to_bf16(inf), inf);
+    EXPECT_EQ(round_to_bf16(-inf), -inf);
+    EXPECT_EQ(round_to_bf16(std::numeric_limits<float>::max()), inf);  // beyond bf16's largest
+    EXPECT_TRUE(std::isnan(round_to_bf16(std::numeric_limits<float>::quiet_NaN())));
+    EXPECT_TRUE(std::isnan(round_to_bf16(std::numeric_limits<float>::signaling_NaN())));
+}
+
+// A bf16 GEMM is the fp32 GEMM of the rounded operands, to the bit, and differs from the
+// fp32 GEMM of the operands as given.
+TEST(Gemm, Bf16RoundsTheOperandsOnly)
+{
+    const int m = 9, n = 11, k = 40;
+    for (Trans ta : {Trans::No, Trans::Yes}) {
+        for (Trans tb : {Trans::No, Trans::Yes}) {
+            const auto a = random_vector(m * k, 1), b = random_vector(k * n, 2);
+            const auto c0 = random_vector(m * n, 3);
+            std::vector<float> ar(a.size()), br(b.size());
+            round_to_bf16(a, ar);
+            round_to_bf16(b, br);
+            std::vector<float> c = c0, rounded = c0, fp32 = c0;
+            gemm(ta, tb, m, n, k, 2.0f, a, b, 0.5f, c, GemmPrecision::bf16);
+            gemm(ta, tb, m, n, k, 2.0f, ar, br, 0.5f, rounded);
+            gemm(ta, tb, m, n, k, 2.0f, a, b, 0.5f, fp32);
+            EXPECT_EQ(c, rounded);
+            EXPECT_NE(c, fp32);
+        }
+    }
+}
+
 TEST(Linear, BackwardMatchesFiniteDifferences)
 {
     const int rows = 3, in = 4, out = 5;
