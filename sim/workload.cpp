@@ -182,9 +182,8 @@ std::span<const LinkId> Workload::path(TaskId t) const {
 const CollectiveSpec& Workload::collective(TaskId t) const { return collectives_[aux_[t]]; }
 
 std::string Workload::describe(TaskId t) const {
-  std::ostringstream out;
-  out << "task '" << name(t) << "' (id " << t << ")";
-  return out.str();
+  // Every collective's expansion asks for this, so no stream.
+  return "task '" + std::string(name(t)) + "' (id " + std::to_string(t) + ")";
 }
 
 std::size_t Workload::memory_bytes() const {

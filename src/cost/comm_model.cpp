@@ -39,6 +39,12 @@ LinkRates link_rates(const ClusterSpec& c, const Profile& p) {
   return r;
 }
 
+const CollectiveProfile* measured_fit(const Profile& p, Collective op, const GroupPlacement& g) {
+  for (const CollectiveProfile& m : p.comm.collectives)
+    if (m.op == to_string(op) && m.ranks == g.size && m.nodes == g.nodes) return &m;
+  return nullptr;
+}
+
 CollectiveCost collective_cost(const Profile& p, const ClusterSpec& c, Collective op, const GroupPlacement& g,
                                double bytes) {
   CollectiveCost cost;
@@ -46,12 +52,11 @@ CollectiveCost collective_cost(const Profile& p, const ClusterSpec& c, Collectiv
   // Nothing to move (a dense model's expert gradients): no collective is launched.
   if (bytes <= 0 || (n <= 1 && op != Collective::send_recv)) return cost;
   // A collective the profiler measured on this many ranks and nodes: its own alpha-beta fit.
-  for (const CollectiveProfile& m : p.comm.collectives) {
-    if (m.op != to_string(op) || m.ranks != n || m.nodes != g.nodes) continue;
+  if (const CollectiveProfile* m = measured_fit(p, op, g)) {
     const double frac = static_cast<double>(n - 1) / n;
-    cost.latency = m.alpha.value;
+    cost.latency = m->alpha.value;
     cost.bus_bytes = (op == Collective::all_reduce ? 2 * frac : op == Collective::send_recv ? 1.0 : frac) * bytes;
-    cost.seconds = m.alpha.value + bytes / m.bandwidth.value;
+    cost.seconds = m->alpha.value + bytes / m->bandwidth.value;
     return cost;
   }
   const LinkRates rates = link_rates(c, p);

@@ -37,6 +37,9 @@ struct CollectiveCost {
   double bus_bytes = 0;  // bytes each rank moves (nccl-tests busbw x time)
 };
 
+// The profiler's alpha-beta fit of `op` on this many ranks and nodes, when the profile has one.
+const CollectiveProfile* measured_fit(const Profile& profile, Collective op, const GroupPlacement& group);
+
 CollectiveCost collective_cost(const Profile& profile, const ClusterSpec& cluster, Collective op,
                                const GroupPlacement& group, double bytes);
 

@@ -2,12 +2,14 @@
 #include "src/simulate/event.hpp"
 
 #include <algorithm>
+#include <memory>
 
 #include "sim/engine.hpp"
 #include "sim/network.hpp"
 #include "sim/trace.hpp"
 #include "src/accounting/memory.hpp"
 #include "src/accounting/params.hpp"
+#include "src/simulate/collective_flows.hpp"
 #include "src/simulate/pipeline_lowering.hpp"
 #include "src/simulate/placement.hpp"
 #include "src/simulate/stage_cost.hpp"
@@ -20,8 +22,64 @@ struct Run {
   LoweredIteration lowered;
 };
 
-Run run(const std::vector<StageWork>& stages, Schedule schedule, int m, int vpp, bool with_dp, bool with_fsdp,
-        bool critical_path) {
+// Global rank of (tensor-parallel rank t, data-parallel rank d, stage s) in Megatron's
+// order (placement.hpp).
+int rank_of(const Plan& p, int t, int d, int s) { return t + p.tp * (d + p.dp * s); }
+
+// Stage s's data-parallel groups (one per tensor-parallel rank) or, for expert weights,
+// its expert-data-parallel groups (one per tensor-parallel rank and expert-parallel rank).
+std::vector<std::vector<int>> dp_groups(const Plan& p, int s, bool expert) {
+  std::vector<std::vector<int>> out;
+  const int stride = expert ? p.ep : 1, size = expert ? p.edp() : p.dp;
+  for (int t = 0; t < p.tp; ++t)
+    for (int e = 0; e < stride; ++e) {
+      std::vector<int> g;
+      for (int j = 0; j < size; ++j) g.push_back(rank_of(p, t, e + stride * j, s));
+      out.push_back(std::move(g));
+    }
+  return out;
+}
+
+// Every rank of stage `from` sending to its counterpart on stage `to`.
+std::vector<std::vector<int>> stage_pairs(const Plan& p, int from, int to) {
+  std::vector<std::vector<int>> out;
+  for (int d = 0; d < p.dp; ++d)
+    for (int t = 0; t < p.tp; ++t) out.push_back({rank_of(p, t, d, from), rank_of(p, t, d, to)});
+  return out;
+}
+
+// Stage s's communication as flows over the cluster network (collective_flows.hpp).
+void attach_flows(StageWork& w, const ModelSpec& m, const Plan& p, const ClusterSpec& c, const Profile& prof,
+                  const ClusterNetwork& net, const StageParams& stage) {
+  auto chain = [&](const std::vector<DpCollective>& list) -> CommFlows {
+    if (list.empty()) return {};
+    auto phases = std::make_shared<std::vector<PreparedFlows>>();
+    for (const DpCollective& k : list)
+      phases->push_back(prepare_collective_flows(net, c, prof, {k.op, dp_groups(p, stage.stage, k.expert), k.bytes}));
+    return [phases](sim::StepBuilder& b, double share) {
+      sim::StepRef last = sim::kNoStep;
+      for (const PreparedFlows& f : *phases) last = emit_collective_flows(b, f, share, last);
+      return last;
+    };
+  };
+  w.grad_reduce_flows = chain(grad_reduce_collectives(p, stage));
+  w.fsdp_gather_flows = chain(fsdp_gather_collectives(p, stage));
+  if (p.pp > 1) {
+    // Activations forward and gradients back are the same size (stage_cost.cpp).
+    const double bytes = bytes_of(p.precision) * static_cast<double>(p.mbs) * static_cast<double>(m.seq_len) *
+                         static_cast<double>(m.d_model) / p.tp;
+    auto send = [&](int to) -> CommFlows {
+      auto f = std::make_shared<const PreparedFlows>(
+          prepare_collective_flows(net, c, prof, {Collective::send_recv, stage_pairs(p, stage.stage, to), bytes}));
+      return [f](sim::StepBuilder& b, double share) { return emit_collective_flows(b, *f, share); };
+    };
+    w.send_forward_flows = send((stage.stage + 1) % p.pp);
+    w.send_backward_flows = send((stage.stage + p.pp - 1) % p.pp);
+  }
+}
+
+Run run(const std::vector<StageWork>& stages, const sim::Network& network, Schedule schedule, int m, int vpp,
+        bool with_dp, bool with_fsdp, bool critical_path) {
   std::vector<StageWork> s = stages;
   for (StageWork& w : s) {
     if (!with_dp) w.grad_reduce = 0;
@@ -30,7 +88,7 @@ Run run(const std::vector<StageWork>& stages, Schedule schedule, int m, int vpp,
   Run r{{}, lower_iteration(s, schedule, m, with_dp || with_fsdp, vpp)};
   sim::Options o;
   o.critical_path = critical_path;
-  r.result = sim::simulate(r.lowered.workload, sim::Network{}, o);
+  r.result = sim::simulate(r.lowered.workload, network, o);
   return r;
 }
 
@@ -45,6 +103,7 @@ SimResult simulate_event(const ModelSpec& m, const Plan& p, const ClusterSpec& c
   const GroupLayout groups = group_layout(p, c);
   const auto params = params_per_stage(m, p);
   const int mb = static_cast<int>(p.micro_batches());
+  const ClusterNetwork net(c, prof);
 
   std::vector<StageTime> times;
   std::vector<StageWork> stages;
@@ -64,15 +123,16 @@ SimResult simulate_event(const ModelSpec& m, const Plan& p, const ClusterSpec& c
     w.buckets = std::max<int>(1, static_cast<int>(s.layers.size()));
     w.fsdp_gather = p.zero == 3 ? d.fsdp_gather : 0;
     w.optimizer = d.optimizer;
+    attach_flows(w, m, p, c, prof, net, s);
     times.push_back(std::move(t));
     stages.push_back(w);
     dps.push_back(d);
   }
   // Three runs tell the costs apart: the pipeline alone, with FSDP gathers, with the
   // gradient reduction too (the real timeline).
-  const Run bare = run(stages, p.schedule, mb, p.vpp, false, false, false);
-  const Run gathers = run(stages, p.schedule, mb, p.vpp, false, true, false);
-  const Run full = run(stages, p.schedule, mb, p.vpp, true, true, true);
+  const Run bare = run(stages, net.network(), p.schedule, mb, p.vpp, false, false, false);
+  const Run gathers = run(stages, net.network(), p.schedule, mb, p.vpp, false, true, false);
+  const Run full = run(stages, net.network(), p.schedule, mb, p.vpp, true, true, true);
   r.iteration_s = full.result.makespan;
 
   // The breakdown is the busiest stage's: its compute and in-line communication, the rest
@@ -92,7 +152,7 @@ SimResult simulate_event(const ModelSpec& m, const Plan& p, const ClusterSpec& c
   if (full.result.makespan > gathers.result.makespan)
     r.breakdown.exposed_comm[dps[busiest].reduce_scatter ? "dp_reduce_scatter" : "dp_all_reduce"] =
         full.result.makespan - gathers.result.makespan;
-  if (!trace_path.empty()) sim::write_chrome_trace(trace_path, full.lowered.workload, sim::Network{}, full.result);
+  if (!trace_path.empty()) sim::write_chrome_trace(trace_path, full.lowered.workload, net.network(), full.result);
   finish_result(r, m, p, c, prof);
   // Activations held at the peak, counted on the timeline rather than taken from the
   // schedule's closed form.

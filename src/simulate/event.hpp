@@ -1,7 +1,11 @@
 // The event tier of `moesim simulate`: the iteration lowered onto the discrete-event
 // engine (pipeline_lowering.hpp) with the op costs of stage_cost.hpp, so the pipeline
 // schedule, the bucketed overlap of gradient reduction with the last backward, and
-// FSDP prefetch come out of the timeline instead of closed forms.
+// FSDP prefetch come out of the timeline instead of closed forms. The data-parallel
+// reductions and gathers and the pipeline's sends run as flows over the cluster's links
+// (collective_flows.hpp), every group of a stage at once, so they slow each other down
+// where they share links; tensor- and expert-parallel collectives stay priced in line
+// with the compute they block.
 #pragma once
 
 #include <string>

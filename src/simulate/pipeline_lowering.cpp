@@ -6,6 +6,22 @@
 #include <string>
 
 namespace moesim {
+namespace {
+
+// A communication task: a delay of `seconds`, or a collective running `flows` over the
+// network (a `share` of them), holding `party` when there is one.
+sim::TaskId add_comm(sim::Workload& w, const std::string& name, double seconds, const CommFlows& flows, double share,
+                     const sim::TaskOptions& options) {
+  if (!flows) return w.add_delay(name, seconds * share, options);
+  sim::CollectiveSpec spec;
+  if (options.resource != sim::kNoResource) spec.parties = {options.resource};
+  spec.expansion = [flows, share](const sim::CollectiveContext&, sim::StepBuilder& b) { flows(b, share); };
+  sim::TaskOptions o = options;
+  o.resource = sim::kNoResource;
+  return w.add_collective(name, std::move(spec), o);
+}
+
+}  // namespace
 
 std::vector<Pass> stage_order(Schedule schedule, int stage, int stages, int m, int vpp) {
   std::vector<Pass> order;
@@ -71,8 +87,8 @@ LoweredIteration lower_iteration(const std::vector<StageWork>& stages, Schedule 
       const std::string tag = std::to_string(vs) + "." + std::to_string(p.micro_batch);
       sim::TaskId g = 0;
       if (gather)
-        g = w.add_delay((p.forward ? "fsdp_gather F" : "fsdp_gather B") + tag, st.fsdp_gather / vpp,
-                        {"fsdp_all_gather", comm, comm_position++});
+        g = add_comm(w, (p.forward ? "fsdp_gather F" : "fsdp_gather B") + tag, st.fsdp_gather, st.fsdp_gather_flows,
+                     1.0 / vpp, {"fsdp_all_gather", comm, comm_position++});
       if (p.forward) {
         const sim::TaskId t = w.add_delay("F" + tag, st.forward / vpp, {"forward", compute, position++});
         at(out.forward, vs, p.micro_batch) = t;
@@ -103,8 +119,8 @@ LoweredIteration lower_iteration(const std::vector<StageWork>& stages, Schedule 
     if (reduce) {
       const int pieces = std::max(1, st.buckets);
       for (int c = 0; c < pieces; ++c) {
-        const sim::TaskId r = w.add_delay("grad_reduce " + std::to_string(s) + "/" + std::to_string(c), st.grad_reduce / pieces,
-                                          {"dp_grad_reduce", comm, comm_position++});
+        const sim::TaskId r = add_comm(w, "grad_reduce " + std::to_string(s) + "/" + std::to_string(c), st.grad_reduce,
+                                       st.grad_reduce_flows, 1.0 / pieces, {"dp_grad_reduce", comm, comm_position++});
         w.add_dependency(chunks.empty() ? done : chunks[static_cast<std::size_t>(c)], r);
         done = r;
       }
@@ -120,11 +136,12 @@ LoweredIteration lower_iteration(const std::vector<StageWork>& stages, Schedule 
       w.add_dependency(at(out.forward, vs, i), at(out.backward_first, vs, i));
       if (vs + 1 == virtual_stages) continue;
       const std::string tag = std::to_string(vs) + "." + std::to_string(i);
-      const sim::TaskId a = w.add_delay("send F" + tag, from.send_forward, {"pp_send_recv"});
+      const sim::TaskId a = add_comm(w, "send F" + tag, from.send_forward, from.send_forward_flows, 1.0, {"pp_send_recv"});
       w.add_dependency(at(out.forward, vs, i), a);
       w.add_dependency(a, at(out.forward, vs + 1, i));
-      const sim::TaskId g = w.add_delay("send B" + std::to_string(vs + 1) + "." + std::to_string(i),
-                                        stages[static_cast<std::size_t>((vs + 1) % pp)].send_backward, {"pp_send_recv"});
+      const StageWork& back = stages[static_cast<std::size_t>((vs + 1) % pp)];
+      const sim::TaskId g = add_comm(w, "send B" + std::to_string(vs + 1) + "." + std::to_string(i), back.send_backward,
+                                     back.send_backward_flows, 1.0, {"pp_send_recv"});
       w.add_dependency(at(out.backward_last, vs + 1, i), g);
       w.add_dependency(g, at(out.backward_first, vs, i));
     }

@@ -4,16 +4,23 @@
 // activations and gradients between stages; the data-parallel gradient reduction in
 // buckets that start as the last backward produces them; FSDP weight gathers prefetched
 // on the communication stream; the optimizer step. Data- and expert-parallel replicas
-// behave alike and are lowered once. Durations come in already priced (stage_cost.hpp).
+// behave alike and are lowered once. Durations come in already priced (stage_cost.hpp);
+// the communication can instead come as emitters of flows over a network, which then run
+// as collectives (collective_flows.hpp) sharing its links.
 #pragma once
 
+#include <functional>
 #include <vector>
 
+#include "sim/collective.hpp"
 #include "sim/result.hpp"
 #include "sim/workload.hpp"
 #include "src/plan/plan.hpp"
 
 namespace moesim {
+
+// Emits `share` of a communication's steps (a bucket's, a chunk's); returns its last step.
+using CommFlows = std::function<sim::StepRef(sim::StepBuilder&, double share)>;
 
 // Seconds of one stage's work for one micro-batch, and per iteration.
 struct StageWork {
@@ -25,6 +32,11 @@ struct StageWork {
   int buckets = 1;           // the reduction's buckets over the last backward
   double fsdp_gather = 0;    // ZeRO-3: weights gathered before each forward and each backward
   double optimizer = 0;
+  // When set, the communication above runs as flows over the lowering's network instead
+  // of as a delay of its seconds (the seconds still say whether it happens at all).
+  CommFlows grad_reduce_flows, fsdp_gather_flows;
+  CommFlows send_forward_flows;   // to stage (s + 1) mod pp
+  CommFlows send_backward_flows;  // to stage (s - 1) mod pp
 };
 
 // The order a stage runs its passes in: (forward?, model chunk, micro-batch). Chunks

@@ -89,26 +89,37 @@ StageTime stage_time(const ModelSpec& m, const Plan& p, const ClusterSpec& c, co
 }
 
 
+std::vector<DpCollective> grad_reduce_collectives(const Plan& p, const StageParams& stage) {
+  const double w = bytes_of(p.precision);
+  const double ne = w * static_cast<double>(stage.non_expert), ex = w * static_cast<double>(stage.expert);
+  const Collective reduce = p.zero >= 2 ? Collective::reduce_scatter : Collective::all_reduce;
+  std::vector<DpCollective> out{{reduce, false, ne}, {reduce, true, ex}};
+  if (p.zero >= 1 && p.zero < 3) {  // updated weight shards gathered after the step
+    out.push_back({Collective::all_gather, false, ne});
+    out.push_back({Collective::all_gather, true, ex});
+  }
+  return out;
+}
+
+std::vector<DpCollective> fsdp_gather_collectives(const Plan& p, const StageParams& stage) {
+  if (p.zero != 3) return {};
+  const double w = bytes_of(p.precision);
+  return {{Collective::all_gather, false, w * static_cast<double>(stage.non_expert)},
+          {Collective::all_gather, true, w * static_cast<double>(stage.expert)}};
+}
+
 DpCosts dp_costs(const Plan& p, const ClusterSpec& c, const Profile& prof, const GroupLayout& groups,
                  const StageParams& stage) {
   DpCosts d;
-  const double w = bytes_of(p.precision);
-  const double ne = static_cast<double>(stage.non_expert), ex = static_cast<double>(stage.expert);
+  auto price = [&](const std::vector<DpCollective>& list) {
+    double s = 0;
+    for (const DpCollective& k : list) s += collective_cost(prof, c, k.op, k.expert ? groups.edp : groups.dp, k.bytes).seconds;
+    return s;
+  };
   d.reduce_scatter = p.zero >= 2;
-  if (p.zero >= 2) {
-    d.grad_reduce += collective_cost(prof, c, Collective::reduce_scatter, groups.dp, w * ne).seconds +
-                     collective_cost(prof, c, Collective::reduce_scatter, groups.edp, w * ex).seconds;
-  } else {
-    d.grad_reduce += collective_cost(prof, c, Collective::all_reduce, groups.dp, w * ne).seconds +
-                     collective_cost(prof, c, Collective::all_reduce, groups.edp, w * ex).seconds;
-  }
-  if (p.zero >= 1 && p.zero < 3) {  // updated weight shards gathered after the step
-    d.grad_reduce += collective_cost(prof, c, Collective::all_gather, groups.dp, w * ne).seconds +
-                     collective_cost(prof, c, Collective::all_gather, groups.edp, w * ex).seconds;
-  }
-  if (p.zero == 3)
-    d.fsdp_gather = collective_cost(prof, c, Collective::all_gather, groups.dp, w * ne).seconds +
-                    collective_cost(prof, c, Collective::all_gather, groups.edp, w * ex).seconds;
+  d.grad_reduce = price(grad_reduce_collectives(p, stage));
+  d.fsdp_gather = price(fsdp_gather_collectives(p, stage));
+  const double ne = static_cast<double>(stage.non_expert), ex = static_cast<double>(stage.expert);
   const double held = p.zero >= 1 ? ne / p.dp + ex / p.edp() : ne + ex;
   d.optimizer = optimizer_op(prof, p, held).seconds;
   return d;

@@ -35,6 +35,20 @@ struct StageTime {
 StageTime stage_time(const ModelSpec& m, const Plan& p, const ClusterSpec& c, const Profile& prof,
                      const GroupLayout& groups, const StageParams& stage, const ExpertLoad* load);
 
+// One collective of a stage's data-parallel work: over the data-parallel group (dense
+// weights) or the expert-data-parallel group (expert weights), on `bytes` as
+// comm_model.hpp sizes them.
+struct DpCollective {
+  Collective op = Collective::all_reduce;
+  bool expert = false;
+  double bytes = 0;
+};
+// The gradient reduction, in order: all-reduce (ZeRO 0, 1) or reduce-scatter (ZeRO 2, 3),
+// then the gathers of the updated weight shards (ZeRO 1, 2).
+std::vector<DpCollective> grad_reduce_collectives(const Plan& p, const StageParams& stage);
+// ZeRO 3: the gathers of the stage's weights before each pass.
+std::vector<DpCollective> fsdp_gather_collectives(const Plan& p, const StageParams& stage);
+
 // One stage's per-iteration data-parallel costs.
 struct DpCosts {
   double grad_reduce = 0;  // gradient all-reduce (or reduce-scatter under ZeRO 2/3), plus post-step gathers (ZeRO 1/2)
