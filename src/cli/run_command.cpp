@@ -190,14 +190,16 @@ std::vector<TimelineOp> first_stage_ops(const nlohmann::json& trace) {
   return ops;
 }
 
-// This rank's ops of its last update, from the update's first op.
+// This rank's ops of its last update, from the update's first op: its compute thread's
+// (the gradient all-reduces overlapped with the backward run beside them and are left to
+// the --trace file; what the update still waited for is its grad_reduce op).
 std::vector<TimelineOp> last_update_ops(const std::vector<exec::TimelineEvent>& events) {
   std::vector<TimelineOp> ops;
   if (events.empty()) return ops;
   const long long last = events.back().update;
   double start = -1;
   for (const exec::TimelineEvent& e : events) {
-    if (e.update != last) continue;
+    if (e.update != last || e.category == exec::kOverlappedReduce) continue;
     if (start < 0) start = e.start_s;
     ops.push_back({e.name, e.category, (e.start_s - start) * 1e3, (e.end_s - e.start_s) * 1e3});
   }

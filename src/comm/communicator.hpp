@@ -11,6 +11,17 @@
 
 namespace moesim {
 
+// A collective that was started and may still be running: its buffers must be left alone
+// until test() has returned true or wait() has returned. Destroying one waits for it.
+class PendingCollective {
+ public:
+  virtual ~PendingCollective() = default;
+  // True once the collective has completed; never blocks, and moves it on (MPI makes
+  // progress on non-blocking collectives only inside its calls).
+  virtual bool test() = 0;
+  virtual void wait() = 0;
+};
+
 // A group of `size()` ranks exchanging float elements. Buffers come from allocate():
 // host pointers for MPI, device pointers for NCCL. Every call except send/recv is
 // collective: all ranks make it, in the same order, with matching counts. Counts are in
@@ -30,6 +41,18 @@ class Communicator {
   virtual void idle_barrier() { barrier(); }
   // Sum over ranks, in place.
   virtual void all_reduce(float* data, std::size_t count) = 0;
+  // The same sum, started and left running (MPI_Iallreduce), so that a caller can go on
+  // computing while it runs. It counts as issued now for the order of collectives. The
+  // default runs all_reduce and returns it complete (transports without a non-blocking form).
+  virtual std::unique_ptr<PendingCollective> start_all_reduce(float* data, std::size_t count) {
+    all_reduce(data, count);
+    wait();
+    struct Done final : PendingCollective {
+      bool test() override { return true; }
+      void wait() override {}
+    };
+    return std::make_unique<Done>();
+  }
   // recv holds count * size() elements: rank r's `count` elements at r * count.
   virtual void all_gather(const float* send, std::size_t count, float* recv) = 0;
   // send holds count * size() elements; recv gets the sum over ranks of block rank().

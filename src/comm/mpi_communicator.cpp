@@ -163,6 +163,50 @@ void MpiCommunicator::all_reduce(float* data, std::size_t count) {
   }
 }
 
+namespace {
+
+// The MPI requests of one started collective (several where it was split into calls).
+class MpiPending final : public PendingCollective {
+ public:
+  explicit MpiPending(const char* call) : call_(call) {}
+  ~MpiPending() override {
+    // Its buffers may be freed next: finish it, errors or not (a destructor cannot throw).
+    if (!requests_.empty()) MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE);
+  }
+  MpiPending(const MpiPending&) = delete;
+  MpiPending& operator=(const MpiPending&) = delete;
+  std::vector<MPI_Request>& requests() { return requests_; }
+  bool test() override {
+    if (requests_.empty()) return true;
+    int done = 0;
+    check(MPI_Testall(static_cast<int>(requests_.size()), requests_.data(), &done, MPI_STATUSES_IGNORE), call_);
+    if (done) requests_.clear();
+    return done != 0;
+  }
+  void wait() override {
+    if (requests_.empty()) return;
+    check(MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE), call_);
+    requests_.clear();
+  }
+
+ private:
+  const char* call_;
+  std::vector<MPI_Request> requests_;
+};
+
+}  // namespace
+
+std::unique_ptr<PendingCollective> MpiCommunicator::start_all_reduce(float* data, std::size_t count) {
+  auto pending = std::make_unique<MpiPending>("MPI_Iallreduce");
+  for (std::size_t off = 0; off < count; off += limit_) {
+    const std::size_t c = std::min(limit_, count - off);
+    MPI_Request request = MPI_REQUEST_NULL;
+    check(MPI_Iallreduce(MPI_IN_PLACE, data + off, as_int(c), MPI_FLOAT, MPI_SUM, comm_, &request), "MPI_Iallreduce");
+    pending->requests().push_back(request);
+  }
+  return pending;
+}
+
 void MpiCommunicator::all_gather(const float* send, std::size_t count, float* recv) {
   const auto n = static_cast<std::size_t>(size_);
   if (count * n <= limit_) {

@@ -58,6 +58,7 @@ class MpiCommunicator final : public Communicator {
   void idle_barrier() override;
   std::string broadcast_bytes(const std::string& bytes) override;
   void all_reduce(float* data, std::size_t count) override;
+  std::unique_ptr<PendingCollective> start_all_reduce(float* data, std::size_t count) override;
   void all_gather(const float* send, std::size_t count, float* recv) override;
   void reduce_scatter(const float* send, float* recv, std::size_t count) override;
   void all_to_all(const float* send, float* recv, std::size_t count) override;

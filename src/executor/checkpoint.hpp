@@ -1,7 +1,8 @@
 // Checkpoints of `moesim run`, sharded per rank: DIR/update-<N>/rank-<R>.bin holds rank R's
-// training state after update N (its parameters and its Adam moments, only its shard of
-// them under ZeRO-1), and DIR/update-<N>/manifest.json, written by rank 0 once every shard
-// is in place, makes the checkpoint complete. Resuming takes the newest complete one.
+// training state after update N (its parameters, only its shard under ZeRO-3, and its Adam
+// moments, only its shard under ZeRO-1, 2 and 3), and DIR/update-<N>/manifest.json,
+// written by rank 0 once every shard is in place, makes the checkpoint complete. Resuming
+// takes the newest complete one.
 //
 // A shard file, every field little-endian (the only byte order moesim builds for):
 //   8 bytes   magic "MOESIMCK"

@@ -29,7 +29,6 @@ namespace {
 constexpr float kNormEps = 1e-5f;
 
 std::size_t z(long long n) { return static_cast<std::size_t>(n); }
-std::size_t round_up(std::size_t n, int m) { return (n + z(m) - 1) / z(m) * z(m); }
 
 kernels::SecondExpertPolicy to_kernel(SecondExpertPolicy p) {
   switch (p) {
@@ -40,22 +39,80 @@ kernels::SecondExpertPolicy to_kernel(SecondExpertPolicy p) {
   return kernels::SecondExpertPolicy::All;
 }
 
-// Pointers into the replica's buffers by layout offset; null where the model has no tensor.
+// Pointers into the replica's parameters and gradients by layout offset (under ZeRO 2/3
+// into the units in use); null where the model has no tensor.
 struct Views {
   Replica& r;
-  float* p(std::size_t off) const { return off == kAbsent ? nullptr : r.dense.data() + off; }
-  float* g(std::size_t off) const { return off == kAbsent ? nullptr : r.dense_grad.data() + off; }
-  float* pe(std::size_t off) const { return off == kAbsent ? r.zeros.data() : r.expert.data() + off; }
-  float* ge(std::size_t off) const { return off == kAbsent ? r.sink.data() : r.expert_grad.data() + off; }
+  float* p(std::size_t off) const { return off == kAbsent ? nullptr : r.dense.param(off); }
+  float* g(std::size_t off) const { return off == kAbsent ? nullptr : r.dense.grad(off); }
+  float* pe(std::size_t off) const { return off == kAbsent ? r.zeros.data() : r.expert.param(off); }
+  float* ge(std::size_t off) const { return off == kAbsent ? r.sink.data() : r.expert.grad(off); }
   // A norm's shift: the parameter, or zeros for gain-only LayerNorm, or none for RMSNorm.
   const float* beta(std::size_t off) const {
     if (r.model.norm == Norm::rmsnorm) return nullptr;
-    return off == kAbsent ? r.zeros.data() : r.dense.data() + off;
+    return off == kAbsent ? r.zeros.data() : r.dense.param(off);
   }
   float* dbeta(std::size_t off) const {
     if (r.model.norm == Norm::rmsnorm) return nullptr;
-    return off == kAbsent ? r.sink.data() : r.dense_grad.data() + off;
+    return off == kAbsent ? r.sink.data() : r.dense.grad(off);
   }
+};
+
+// The units one step of a pass reads (and in the backward writes the gradients of): their
+// parameters gathered and their gradients opened as they are added, and at finish() the
+// gradients reduced and the parameters released, in reverse order. No-ops for what the
+// plan's ZeRO stage holds whole. With `reduce_final` (the update's last backward, ZeRO 0)
+// finish() starts the all-reduce of each unit used for the last time in the pass. Left
+// unfinished (an error unwinding), it frees them without communicating.
+class UnitsInUse {
+ public:
+  UnitsInUse(Replica& r, bool params, bool grads, bool reduce_final = false)
+      : r_(r), params_(params), grads_(grads), reduce_final_(reduce_final) {}
+  UnitsInUse(const UnitsInUse&) = delete;
+  UnitsInUse& operator=(const UnitsInUse&) = delete;
+  ~UnitsInUse() {
+    if (!finished_)
+      for (const Use& use : used_) use.store->discard(use.unit);
+  }
+  // The unit holding the dense (or expert) tensor at `offset`; nothing for kAbsent.
+  // `last_use`: no later step of the pass writes its gradient.
+  UnitsInUse& dense(std::size_t offset, bool last_use = true) { return add(r_.dense, offset, last_use); }
+  UnitsInUse& expert(std::size_t offset) { return add(r_.expert, offset, true); }
+  // Every unit of layer L.
+  UnitsInUse& layer(const LayerParams& L) { return dense(L.ln1_g).expert(L.ex_w1); }
+  void finish() {
+    for (auto it = used_.rbegin(); it != used_.rend(); ++it) {
+      if (grads_) it->store->close_grads(it->unit);
+      if (params_) it->store->release(it->unit);
+      if (grads_ && reduce_final_ && it->last_use) it->store->start_reduce(it->unit);
+    }
+    if (reduce_final_) {
+      r_.dense.poll();
+      r_.expert.poll();
+    }
+    finished_ = true;
+  }
+
+ private:
+  struct Use {
+    ParamStore* store;
+    std::size_t unit;
+    bool last_use;
+  };
+  UnitsInUse& add(ParamStore& store, std::size_t offset, bool last_use) {
+    if (offset == kAbsent) return *this;
+    const std::size_t unit = store.unit_of(offset);
+    for (const Use& use : used_)
+      if (use.store == &store && use.unit == unit) return *this;
+    if (params_) store.gather(unit);
+    if (grads_) store.open_grads(unit);
+    used_.push_back({&store, unit, last_use});
+    return *this;
+  }
+
+  Replica& r_;
+  bool params_, grads_, reduce_final_, finished_ = false;
+  std::vector<Use> used_;
 };
 
 // Tallies the routed first and second choices of each expert (by expert id).
@@ -77,22 +134,28 @@ void count_choices(Backend& B, const Routing& g, MicroBatchResult& out) {
 
 }  // namespace
 
+namespace {
+
+// Under ZeRO 2/3 each unit is padded for its group's shards.
+UnitPadding unit_padding(const ZeroSharding& zero) {
+  if (zero.stage < 2) return {};
+  return {zero.dense != nullptr ? zero.dense->size() : 1, zero.expert != nullptr ? zero.expert->size() : 1};
+}
+
+}  // namespace
+
 Replica::Replica(Backend& b, const ModelSpec& m, const ExpertShard& s, int ep_rank, int tp_size, int tp_index,
-                 int pp, int stage, int dense_shards, int expert_shards)
+                 int pp, int stage, const ZeroSharding& zero)
     : backend(b), model(m), shard(s), tp(tp_size), tp_rank(tp_index),
-      layout(param_layout(m, s, ep_rank, tp, tp_rank, pp, stage)),
-      dense(b, round_up(layout.dense_size, dense_shards)), expert(b, round_up(layout.expert_size, expert_shards)),
-      dense_grad(b, dense.size()), expert_grad(b, expert.size()) {
+      layout(param_layout(m, s, ep_rank, tp, tp_rank, pp, stage, unit_padding(zero))),
+      dense(b, zero.dense, zero.stage, ParamGroup::dense, layout),
+      expert(b, zero.expert, zero.stage, ParamGroup::expert, layout) {
   // Large enough for any bias or shift: experts x max(d, f) covers expert biases.
   const std::size_t width = z(std::max({m.d_model, m.ffn_dim, m.expert_ffn()}));
   const std::size_t n = width * z(std::max(1, layout.local_experts));
   zeros = Array<float>(b, n);
   sink = Array<float>(b, n);
   b.zero(zeros.data(), n * sizeof(float));
-  b.zero(dense.data(), dense.size() * sizeof(float));
-  b.zero(expert.data(), expert.size() * sizeof(float));
-  b.zero(dense_grad.data(), dense_grad.size() * sizeof(float));
-  b.zero(expert_grad.data(), expert_grad.size() * sizeof(float));
 }
 
 kernels::GateOptions gate_options(const ModelSpec& model, int tokens, std::uint64_t seed) {
@@ -296,7 +359,10 @@ Array<float> stage_forward(Replica& r, const StageComms& comms, const MicroBatch
     state.tokens = Array<std::int32_t>(B, z(rows));
     B.upload(state.tokens.data(), in.tokens, z(rows) * sizeof(std::int32_t));
     x = Array<float>(B, k.rd);
+    UnitsInUse units(r, true, false);
+    units.dense(r.layout.wte).dense(r.layout.wpe);
     B.embedding_forward(state.tokens.data(), rows, k.seq, v.p(r.layout.wte), v.p(r.layout.wpe), V, d, x.data());
+    units.finish();
   } else {
     x = std::move(input);
   }
@@ -307,7 +373,10 @@ Array<float> stage_forward(Replica& r, const StageComms& comms, const MicroBatch
   for (std::size_t i = 0; i < state.acts.size(); ++i) {
     LayerActs& a = state.acts[i];
     a.x_in = std::move(x);
+    UnitsInUse units(r, true, false);
+    units.layer(r.layout.layers[i]);
     x = pass.layer_forward(i, a, &result);
+    units.finish();
     if (in.recompute == Recompute::full) {
       Array<float> keep = std::move(a.x_in);
       a = LayerActs();
@@ -319,6 +388,8 @@ Array<float> stage_forward(Replica& r, const StageComms& comms, const MicroBatch
   if (!r.layout.last_stage) return x;
 
   // The last stage: final norm, output head and loss; the logits stay for the backward.
+  UnitsInUse units(r, true, false);
+  units.dense(r.layout.lnf_g).dense(r.layout.head_w);
   state.x_out = std::move(x);
   const float* head_in = state.x_out.data();
   if (m.final_norm) {
@@ -331,6 +402,7 @@ Array<float> stage_forward(Replica& r, const StageComms& comms, const MicroBatch
   state.lse = Array<float>(B, z(rows));
   B.linear_forward(head_in, v.p(r.layout.head_w), nullptr, rows, d, V, state.logits.data());
   result.loss_sum = B.cross_entropy_forward(state.logits.data(), state.targets.data(), rows, V, state.lse.data());
+  units.finish();
   return {};
 }
 
@@ -345,6 +417,9 @@ Array<float> stage_backward(Replica& r, const StageComms& comms, const MicroBatc
 
   Array<float> dx;
   if (r.layout.last_stage) {
+    UnitsInUse units(r, true, true, in.reduce_in_backward);
+    // A head tied to the embedding on this stage gets the embedding's gradient added last.
+    units.dense(r.layout.lnf_g).dense(r.layout.head_w, r.layout.head_w != r.layout.wte);
     Array<float> dlogits(B, z(rows) * z(V));
     B.cross_entropy_backward(state.logits.data(), state.targets.data(), state.lse.data(), rows, V, in.loss_scale,
                              dlogits.data());
@@ -357,17 +432,26 @@ Array<float> stage_backward(Replica& r, const StageComms& comms, const MicroBatc
     if (m.final_norm)
       B.norm_backward(tmp.data(), state.x_out.data(), v.p(r.layout.lnf_g), state.meanf.data(), state.rstdf.data(),
                       rows, d, dx.data(), v.g(r.layout.lnf_g), v.dbeta(r.layout.lnf_b));
+    units.finish();
   } else {
     dx = std::move(grad);
   }
   for (std::size_t i = state.acts.size(); i-- > 0;) {
     LayerActs& a = state.acts[i];
+    // Gathered once for the recomputation and the backward.
+    UnitsInUse units(r, true, true, in.reduce_in_backward);
+    units.layer(r.layout.layers[i]);
     if (in.recompute == Recompute::full) pass.layer_forward(i, a, nullptr);
     pass.layer_backward(i, a, in.aux_scale, dx);
+    units.finish();
     a = LayerActs();
   }
-  if (r.layout.first_stage)
+  if (r.layout.first_stage) {
+    UnitsInUse units(r, false, true, in.reduce_in_backward);  // the embedding's backward reads no parameter
+    units.dense(r.layout.wte).dense(r.layout.wpe);
     B.embedding_backward(dx.data(), state.tokens.data(), rows, k.seq, V, d, v.g(r.layout.wte), v.g(r.layout.wpe));
+    units.finish();
+  }
   state = MicroBatchState();
   if (r.layout.first_stage) return {};
   return dx;

@@ -9,25 +9,34 @@
 #include "kernels/gate.hpp"
 #include "src/comm/communicator.hpp"
 #include "src/executor/backend.hpp"
+#include "src/executor/param_store.hpp"
 #include "src/executor/parameters.hpp"
 #include "src/model/model_spec.hpp"
 #include "src/plan/plan.hpp"
 
 namespace moesim::exec {
 
+// The plan's ZeRO stage and the groups it shards over: dense parameters over data
+// parallel, experts over their expert-data-parallel replicas (null: held whole).
+struct ZeroSharding {
+  int stage = 0;
+  Communicator* dense = nullptr;
+  Communicator* expert = nullptr;
+};
+
 struct Replica {
-  // Buffers are padded to a multiple of the shard counts, so a sharded optimizer (ZeRO)
-  // splits them into equal chunks; padding holds zeros.
+  // Buffers are padded to a multiple of the shard counts (each unit's under ZeRO 2/3), so
+  // a sharded optimizer splits them into equal chunks; padding holds zeros.
   Replica(Backend& backend, const ModelSpec& model, const ExpertShard& shard, int ep_rank, int tp = 1,
-          int tp_rank = 0, int pp = 1, int stage = 0, int dense_shards = 1, int expert_shards = 1);
+          int tp_rank = 0, int pp = 1, int stage = 0, const ZeroSharding& zero = {});
 
   Backend& backend;
   const ModelSpec& model;
   ExpertShard shard;
   int tp = 1, tp_rank = 0;  // tensor-parallel group size and this rank in it
   ModelParams layout;
-  Array<float> dense, expert;            // parameters
-  Array<float> dense_grad, expert_grad;  // their gradients, accumulated over micro-batches
+  // Parameters and their gradients (accumulated over micro-batches), as ZeRO holds them.
+  ParamStore dense, expert;
   Array<float> zeros;                    // stands in for biases and norm shifts a model lacks
   Array<float> sink;                     // receives their gradients
 };
@@ -51,6 +60,9 @@ struct MicroBatchInput {
   float loss_scale = 0;         // d(loss)/d(loss_sum): 1 / tokens of the global batch
   float aux_scale = 0;          // d(loss)/d(l_aux) of each gate call
   Recompute recompute = Recompute::none;
+  // The update's last backward on this stage: under ZeRO 0 each unit's gradient is final
+  // when its backward ends, and its all-reduce starts then (ParamStore::start_reduce).
+  bool reduce_in_backward = false;
 };
 
 // The groups a stage's layers talk over: expert parallel (the all-to-alls) and tensor

@@ -11,7 +11,7 @@ namespace {
 
 class LayoutBuilder {
  public:
-  explicit LayoutBuilder(ModelParams& out) : out_(out) {}
+  LayoutBuilder(ModelParams& out, UnitPadding padding) : out_(out), padding_(padding) {}
 
   // A tensor held whole by every tensor-parallel rank (or blocks of it: experts).
   std::size_t add(std::string name, ParamGroup group, std::size_t size, InitKind init,
@@ -25,6 +25,19 @@ class LayoutBuilder {
     return place({std::move(name), group, 0, size, init, block_size, std::move(block_ids), true});
   }
 
+  // Closes the group's unit of the tensors placed since the last one (none: no unit),
+  // padding it with zeros to the group's multiple.
+  void end_unit(ParamGroup group, std::string name) {
+    const bool dense = group == ParamGroup::dense;
+    std::size_t& end = dense ? out_.dense_size : out_.expert_size;
+    std::size_t& start = dense ? dense_start_ : expert_start_;
+    if (end == start) return;
+    const auto multiple = static_cast<std::size_t>(dense ? padding_.dense : padding_.expert);
+    end = (end + multiple - 1) / multiple * multiple;
+    out_.units.push_back({group, start, end - start, std::move(name)});
+    start = end;
+  }
+
  private:
   std::size_t place(ParamTensor t) {
     std::size_t& end = t.group == ParamGroup::dense ? out_.dense_size : out_.expert_size;
@@ -35,6 +48,8 @@ class LayoutBuilder {
   }
 
   ModelParams& out_;
+  UnitPadding padding_;
+  std::size_t dense_start_ = 0, expert_start_ = 0;
 };
 
 std::size_t z(std::int64_t n) { return static_cast<std::size_t>(n); }
@@ -79,10 +94,16 @@ std::vector<int> column_ids(std::size_t rows, int blocks_per_row, const std::vec
 
 }  // namespace
 
+std::size_t ModelParams::param_count() const {
+  std::size_t n = 0;
+  for (const ParamTensor& t : tensors) n += t.size;
+  return n;
+}
+
 ModelParams param_layout(const ModelSpec& m, const ExpertShard& shard, int ep_rank, int tp, int tp_rank, int pp,
-                         int stage) {
+                         int stage, UnitPadding padding) {
   ModelParams p;
-  LayoutBuilder b(p);
+  LayoutBuilder b(p, padding);
   p.first_stage = stage == 0;
   p.last_stage = stage == pp - 1;
   Plan stages;
@@ -103,8 +124,11 @@ ModelParams param_layout(const ModelSpec& m, const ExpertShard& shard, int ep_ra
 
   if (p.first_stage) {
     p.wte = b.add("embed_tokens.weight", D, z(m.vocab) * d, InitKind::normal);
+    // A unit of its own, like the last stage's copy, so that the two copies' shards line up.
+    b.end_unit(D, "embed_tokens");
     if (m.positions == Positions::learned)
       p.wpe = b.add("embed_positions.weight", D, z(m.max_positions) * d, InitKind::normal);
+    b.end_unit(D, "embed_positions");
   }
 
   p.local_experts = m.is_moe() ? shard.local_count() : 0;
@@ -154,12 +178,15 @@ ModelParams param_layout(const ModelSpec& m, const ExpertShard& shard, int ep_ra
       if (m.expert_has_bias()) L.ex_b2 = b.split(pre + "moe.experts.fc2.bias", E, InitKind::zero, d, local_ids);
     }
     p.layers.push_back(L);
+    b.end_unit(D, pre + "dense");
+    b.end_unit(ParamGroup::expert, pre + "experts");
   }
   if (!p.last_stage) return p;
   if (m.final_norm) {
     p.lnf_g = b.add("final_norm.weight", D, d, InitKind::one);
     if (beta) p.lnf_b = b.add("final_norm.bias", D, d, InitKind::zero);
   }
+  b.end_unit(D, "final_norm");
   if (!m.tied_embeddings) {
     p.head_w = b.add("output_projection.weight", D, z(m.vocab) * d, InitKind::normal);
   } else if (p.first_stage) {
@@ -170,6 +197,7 @@ ModelParams param_layout(const ModelSpec& m, const ExpertShard& shard, int ep_ra
     p.head_w = b.add("embed_tokens.weight", D, z(m.vocab) * d, InitKind::normal);
     p.tensors.back().shared_copy = true;
   }
+  b.end_unit(D, "output_projection");
   return p;
 }
 

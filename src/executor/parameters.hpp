@@ -37,6 +37,23 @@ struct ParamTensor {
   bool shared_copy = false;
 };
 
+// A run of consecutive tensors of one group that ZeRO-2 and ZeRO-3 shard, gather and
+// reduce together (FSDP's flat parameter): the token embedding, the position embedding,
+// each layer's dense tensors, each MoE layer's experts, the final norm, the output head.
+// `size` includes the zeros that pad it to a multiple of the group's shard count.
+struct ParamUnit {
+  ParamGroup group = ParamGroup::dense;
+  std::size_t offset = 0;  // in the group's buffer
+  std::size_t size = 0;
+  std::string name;  // "embed_tokens", "layers.1.dense", "layers.1.experts", "final_norm", ...
+};
+
+// The multiple each group's units are padded to: 1 for none (ZeRO 0 and 1); under ZeRO-2/3
+// the ranks sharing the group (data parallel for dense, expert data parallel for experts).
+struct UnitPadding {
+  int dense = 1, expert = 1;
+};
+
 // Offsets of one layer's tensors (kAbsent where the model has none).
 struct LayerParams {
   int index = 0;      // in the model
@@ -58,13 +75,15 @@ struct ModelParams {
   std::size_t wte = kAbsent, wpe = kAbsent, lnf_g = kAbsent, lnf_b = kAbsent, head_w = kAbsent;
   std::vector<LayerParams> layers;  // this stage's
   int local_experts = 0;
+  std::vector<ParamUnit> units;  // both groups', in buffer order within each group
+  std::size_t param_count() const;  // elements of the tensors, padding left out
 };
 
 // The tensors of `model` held by expert-parallel rank `ep_rank` of `shard`, tensor-parallel
 // rank `tp_rank` of `tp`, on pipeline stage `stage` of `pp` (its layers as
-// src/accounting/params.hpp's stage_layers gives them).
+// src/accounting/params.hpp's stage_layers gives them), with each unit padded as `padding` asks.
 ModelParams param_layout(const ModelSpec& model, const ExpertShard& shard, int ep_rank, int tp = 1,
-                         int tp_rank = 0, int pp = 1, int stage = 0);
+                         int tp_rank = 0, int pp = 1, int stage = 0, UnitPadding padding = {});
 
 // Writes every tensor's initial value: normal(0, init_std) for matrices and embeddings,
 // one for norm gains, zero for biases.

@@ -34,8 +34,11 @@ nlohmann::json chrome_trace(const std::vector<std::vector<TimelineEvent>>& ranks
     events.push_back({{"ph", "M"}, {"name", "process_sort_index"}, {"pid", pid}, {"args", {{"sort_index", pid}}}});
     events.push_back({{"ph", "M"}, {"name", "thread_name"}, {"pid", pid}, {"tid", 1},
                       {"args", {{"name", "rank " + std::to_string(r) + " compute"}}}});
+    events.push_back({{"ph", "M"}, {"name", "thread_name"}, {"pid", pid}, {"tid", 2},
+                      {"args", {{"name", "rank " + std::to_string(r) + " gradient reduction"}}}});
     for (const TimelineEvent& e : ranks[r])
-      events.push_back({{"ph", "X"}, {"pid", pid}, {"tid", 1}, {"name", e.name}, {"cat", e.category},
+      events.push_back({{"ph", "X"}, {"pid", pid}, {"tid", e.category == kOverlappedReduce ? 2 : 1}, {"name", e.name},
+                        {"cat", e.category},
                         {"ts", e.start_s * 1e6}, {"dur", (e.end_s - e.start_s) * 1e6}, {"args", {{"update", e.update}}}});
   }
   return {{"traceEvents", events}, {"displayTimeUnit", "ms"}};

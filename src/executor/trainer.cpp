@@ -28,63 +28,43 @@ void sum_over(Backend& backend, Communicator& comm, std::vector<float>& values) 
   backend.download(values.data(), buf.data(), values.size() * sizeof(float));
 }
 
-// One parameter buffer's optimizer: gradients summed over `comm` (the replicas of these
-// parameters), Adam, and, under ZeRO-1, the Adam state sharded over `comm`: each rank
-// reduce-scatters the gradients, updates its chunk and all-gathers the parameters.
+// One parameter group's optimizer: Adam over the ranges of the group's store this rank
+// updates (all of it, or under ZeRO its shard: Adam's moments are held for those only),
+// the gradients reduced over the group's replicas as the store's ZeRO stage says.
 struct OptimizerGroup {
-  OptimizerGroup(Backend& backend, Communicator& c, float* p, float* g, std::size_t size, bool shard)
-      : B(backend), comm(c), params(p), grads(g), n(size), sharded(shard && c.size() > 1),
-        chunk(sharded ? n / z(c.size()) : n), m(backend, chunk), v(backend, chunk),
-        shard_grad(backend, sharded ? chunk : 0) {
-    B.zero(m.data(), chunk * sizeof(float));
-    B.zero(v.data(), chunk * sizeof(float));
+  OptimizerGroup(Backend& backend, ParamStore& s)
+      : B(backend), store(s), m(backend, s.owned_size()), v(backend, s.owned_size()) {
+    B.zero(m.data(), m.size() * sizeof(float));
+    B.zero(v.data(), v.size() * sizeof(float));
   }
 
-  void reduce() {
-    if (comm.size() == 1) return;
-    B.synchronize();  // NCCL reads the gradients on its own stream
-    if (sharded)
-      comm.reduce_scatter(grads, shard_grad.data(), chunk);
-    else
-      comm.all_reduce(grads, n);
-    comm.wait();
-  }
-  // Squares of the gradients this rank updates (its chunk, or all of them), a tensor the
-  // tensor-parallel ranks share weighted 1/tp, so that a sum over them counts it once.
+  bool sharded() const { return store.zero() >= 1; }
+  // Squares of the gradients this rank updates, a tensor the tensor-parallel ranks share
+  // weighted 1/tp, so that a sum over them counts it once.
   double owned_squares(const std::vector<ParamTensor>& tensors, ParamGroup group, int tp) {
-    const std::size_t lo = sharded ? z(comm.rank()) * chunk : 0, hi = lo + chunk;
-    const float* g = owned_grads();
+    const float* g = store.owned_grads();
     double sum = 0;
-    for (const ParamTensor& t : tensors) {
-      if (t.group != group) continue;
-      const std::size_t a = std::max(lo, t.offset), b = std::min(hi, t.offset + t.size);
-      if (a >= b || t.shared_copy) continue;
-      const double sq = B.sum_squares(g + (a - lo), b - a);
-      sum += t.tp_split ? sq : sq / tp;
-    }
+    for (const ParamStore::Owned& o : store.owned())
+      for (const ParamTensor& t : tensors) {
+        if (t.group != group || t.shared_copy) continue;
+        const std::size_t a = std::max(o.offset, t.offset), b = std::min(o.offset + o.size, t.offset + t.size);
+        if (a >= b) continue;
+        const double sq = B.sum_squares(g + o.at + (a - o.offset), b - a);
+        sum += t.tp_split ? sq : sq / tp;
+      }
     return sum;
   }
-  void scale(float factor) { B.scale(factor, owned_grads(), chunk); }
+  void scale(float factor) { B.scale(factor, store.owned_grads(), store.owned_size()); }
   void step(int update, const kernels::AdamOptions& adam) {
-    float* mine = params + (sharded ? z(comm.rank()) * chunk : 0);
-    B.adam_step(mine, owned_grads(), m.data(), v.data(), chunk, update, adam);
-    if (!sharded) return;
-    Array<float> updated(B, chunk);
-    B.copy(updated.data(), mine, chunk * sizeof(float));
-    B.synchronize();  // NCCL reads `updated` on its own stream
-    comm.all_gather(updated.data(), chunk, params);
-    comm.wait();
+    float* g = store.owned_grads();
+    for (const ParamStore::Owned& o : store.owned())
+      B.adam_step(store.owned_params(o), g + o.at, m.data() + o.at, v.data() + o.at, o.size, update, adam);
+    store.publish();
   }
-  float* owned_grads() { return sharded ? shard_grad.data() : grads; }
 
   Backend& B;
-  Communicator& comm;
-  float* params;
-  float* grads;
-  std::size_t n;
-  bool sharded;
-  std::size_t chunk;
-  Array<float> m, v, shard_grad;
+  ParamStore& store;
+  Array<float> m, v;
 };
 
 // What a checkpoint must have been saved under to be resumed by this run; lr holds the
@@ -123,7 +103,6 @@ void check_runnable(const ModelSpec& m, const Plan& p, const std::string& model_
   if (m.layers % p.pp != 0)
     throw InputError(plan_file, "pp", "expected a divisor of the model's " + std::to_string(m.layers) + " layers, got " +
                                           std::to_string(p.pp));
-  if (p.zero > 1) unsupported(plan_file, "zero", "expected 0 or 1");
   // bf16: autocast-style GEMMs over fp32 weights, which are the master copy; fp16 would
   // need loss scaling.
   if (p.precision == DType::fp16) unsupported(plan_file, "precision", "expected fp32 or bf16");
@@ -180,9 +159,9 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
   const TokenSource source(data, static_cast<int>(model.vocab), seq);
 
   const ExpertShard shard{model.moe.experts, plan.ep, plan.placement};
-  const bool zero1 = plan.zero >= 1;
-  Replica rep(B, model, shard, grid.ep, plan.tp, grid.tp, plan.pp, grid.pp, zero1 ? plan.dp : 1,
-              zero1 ? plan.edp() : 1);
+  // Dense parameters are replicated over data parallel, experts over their replicas.
+  Replica rep(B, model, shard, grid.ep, plan.tp, grid.tp, plan.pp, grid.pp,
+              ZeroSharding{plan.zero, groups.dp.get(), groups.edp.get()});
   const StageComms comms{*groups.ep, *groups.tp};
   const bool tied_copies = model.tied_embeddings && plan.pp > 1 && (rep.layout.first_stage || rep.layout.last_stage);
   std::vector<int> moe_index;  // of this stage's MoE layers, among the model's
@@ -191,17 +170,16 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
   {
     std::vector<float> dense(rep.layout.dense_size), expert(rep.layout.expert_size);
     init_params(rep.layout, options.seed, options.init_std, dense, expert);
-    B.upload(rep.dense.data(), dense.data(), dense.size() * sizeof(float));
-    B.upload(rep.expert.data(), expert.data(), expert.size() * sizeof(float));
+    rep.dense.load(dense);
+    rep.expert.load(expert);
   }
-  // Dense parameters are replicated over data parallel, experts over their replicas.
-  OptimizerGroup dense(B, *groups.dp, rep.dense.data(), rep.dense_grad.data(), rep.dense.size(), zero1);
-  OptimizerGroup experts(B, *groups.edp, rep.expert.data(), rep.expert_grad.data(), rep.expert.size(), zero1);
+  OptimizerGroup dense(B, rep.dense);
+  OptimizerGroup experts(B, rep.expert);
   // All an update hands the next: parameters and Adam moments (the data and the gate's
   // draws are functions of the update number), so they and the count resume a run.
   Checkpointer checkpoints(B, world, options.checkpoint, run_identity(model, plan, world.size(), options),
-                           {{"dense", rep.dense.data(), rep.dense.size()},
-                            {"expert", rep.expert.data(), rep.expert.size()},
+                           {{"dense", rep.dense.held_params(), rep.dense.held_params_size()},
+                            {"expert", rep.expert.held_params(), rep.expert.held_params_size()},
                             {"dense.exp_avg", dense.m.data(), dense.m.size()},
                             {"dense.exp_avg_sq", dense.v.data(), dense.v.size()},
                             {"expert.exp_avg", experts.m.data(), experts.m.size()},
@@ -222,14 +200,14 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
 
   TrainResult result;
   Timeline timeline(options.timeline);
-  result.param_count = rep.layout.dense_size + rep.layout.expert_size;
+  result.param_count = rep.layout.param_count();
   result.resumed_from = first;
   std::vector<std::int32_t> tokens(z(mbs) * z(seq)), targets(tokens.size());
   for (std::int64_t step = first; step < options.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
     B.reset_peak();
-    B.zero(rep.dense_grad.data(), rep.dense_grad.size() * sizeof(float));
-    B.zero(rep.expert_grad.data(), rep.expert_grad.size() * sizeof(float));
+    rep.dense.zero_grads();
+    rep.expert.zero_grads();
 
     // Summed over this rank's micro-batches, then over the data-parallel group:
     // loss, l_aux, 6 gate figures, then expert1 and expert2 counts per MoE layer.
@@ -281,9 +259,12 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
       }
       return out;
     };
+    int backwards = 0;
     work.backward = [&](int mb, Array<float> grad) {
       const double t = timeline.now();
-      Array<float> dx = stage_backward(rep, comms, input_of(mb), std::move(grad), states[z(mb)]);
+      MicroBatchInput in = input_of(mb);
+      in.reduce_in_backward = options.overlap_grad_reduce && ++backwards == M;
+      Array<float> dx = stage_backward(rep, comms, in, std::move(grad), states[z(mb)]);
       B.synchronize();
       timeline.add("B" + stage_tag + std::to_string(mb), "backward", t, step + 1);
       return dx;
@@ -294,28 +275,39 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
     sum_over(B, *groups.dp, sums);
     sum_over(B, *groups.pp, sums);  // the loss is the last stage's, each stage has its gates
 
-    // The tied embedding's two copies (first and last stage) train on their summed gradient.
-    if (tied_copies) {
+    // The tied embedding's two copies (first and last stage) train on their summed gradient:
+    // under ZeRO 1 before the reduce-scatter, otherwise after the data-parallel reduction
+    // (under ZeRO 2/3 each copy is a unit of its own, sharded alike, and the copies' shards
+    // are summed; under ZeRO 0 the copies' all-reduces may still be running before).
+    auto sum_tied_copies = [&] {
+      if (!tied_copies) return;
       const std::size_t at = rep.layout.first_stage ? rep.layout.wte : rep.layout.head_w;
+      const auto [grads, count] = rep.dense.held_grads(at, z(model.vocab) * z(model.d_model));
       B.synchronize();
-      groups.embedding->all_reduce(rep.dense_grad.data() + at, z(model.vocab) * z(model.d_model));
+      groups.embedding->all_reduce(grads, count);
       groups.embedding->wait();
-    }
+    };
     const double reduce_start = timeline.now();
-    dense.reduce();
-    experts.reduce();
+    if (rep.dense.zero() == 1) sum_tied_copies();
+    rep.dense.reduce();
+    rep.expert.reduce();
+    if (rep.dense.zero() != 1) sum_tied_copies();
     B.synchronize();
     timeline.add("grad_reduce " + std::to_string(grid.pp), "dp_grad_reduce", reduce_start, step + 1);
+    for (ParamStore* store : {&rep.dense, &rep.expert})
+      for (const ParamStore::ReduceSpan& span : store->take_reduce_spans())
+        timeline.add_span("grad_reduce " + std::to_string(grid.pp) + " " + span.unit, kOverlappedReduce,
+                          timeline.seconds(span.start), timeline.seconds(span.end), step + 1);
     // The global norm counts every gradient once: dense chunks over data parallel (or the
     // whole, the same on every rank), expert chunks over their replicas and then over the
     // expert-parallel group, which holds different experts.
     const std::vector<ParamTensor>& tensors = rep.layout.tensors;
     std::vector<float> dense_sq{static_cast<float>(dense.owned_squares(tensors, ParamGroup::dense, plan.tp))};
-    if (dense.sharded) sum_over(B, *groups.dp, dense_sq);
+    if (dense.sharded()) sum_over(B, *groups.dp, dense_sq);
     sum_over(B, *groups.tp, dense_sq);
     sum_over(B, *groups.pp, dense_sq);
     std::vector<float> expert_sq{static_cast<float>(experts.owned_squares(tensors, ParamGroup::expert, plan.tp))};
-    if (experts.sharded) sum_over(B, *groups.edp, expert_sq);
+    if (experts.sharded()) sum_over(B, *groups.edp, expert_sq);
     sum_over(B, *groups.ep, expert_sq);
     sum_over(B, *groups.tp, expert_sq);
     sum_over(B, *groups.pp, expert_sq);

@@ -31,6 +31,10 @@ struct TrainOptions {
   double clip_norm = 0;       // fairseq's --clip-norm; 0 = off
   TokenSourceSpec data;
   bool timeline = false;  // record when each micro-batch, reduction and step ran
+  // ZeRO 0: all-reduce each unit's gradient (a layer's, the embeddings', the head's) as the
+  // update's last backward finishes it, overlapped with the rest of the backward; off:
+  // one all-reduce of the whole buffer after the backward.
+  bool overlap_grad_reduce = true;
   CheckpointOptions checkpoint;  // none by default
 };
 

@@ -114,7 +114,7 @@ TEST(CliRun, RefusesWhatItCannotTrainNamingTheField) {
   };
   const std::vector<Case> cases = {
       {"--model " + kTiny + " --plan tp=3,mbs=1,gbs=3", "'tp'"},
-      {"--model " + kTiny + " --plan dp=1,mbs=1,gbs=1,zero=3", "'zero'"},
+      {"--model " + kTiny + " --plan dp=1,mbs=1,gbs=1,optimizer_dtype=bf16", "'optimizer_dtype'"},
       {"--model " + kTiny + " --plan dp=1,mbs=1,gbs=1,precision=fp16", "'precision'"},
       {"--model " + kTiny + " --plan pp=2,vpp=2,mbs=1,gbs=2,schedule=interleaved", "'schedule'"},
       {"--model configs/models/fairseq-moe-4.1b.json --plan dp=1,mbs=1,gbs=1", "'positions'"},

@@ -27,8 +27,8 @@ struct Fixture {
     // A wide initialisation spreads the router's logits, so a small step of one weight
     // rarely changes a token's experts (which finite differences cannot follow).
     init_params(rep.layout, 11, 0.1f, dense, expert);
-    backend->upload(rep.dense.data(), dense.data(), dense.size() * sizeof(float));
-    backend->upload(rep.expert.data(), expert.data(), expert.size() * sizeof(float));
+    rep.dense.load(dense);
+    rep.expert.load(expert);
     const int rows = 2 * static_cast<int>(m.seq_len);
     for (int i = 0; i < rows; ++i) {
       tokens.push_back((i * 7 + 3) % static_cast<int>(m.vocab));
@@ -61,17 +61,19 @@ void expect_gradients_match(ModelSpec m) {
   m.moe.capacity_factor.reset();  // dropless: no token flips between kept and dropped
   m.moe.second_expert_policy = SecondExpertPolicy::all;
   Fixture f(m);
-  f.backend->zero(f.rep.dense_grad.data(), f.rep.dense_grad.size() * sizeof(float));
-  f.backend->zero(f.rep.expert_grad.data(), f.rep.expert_grad.size() * sizeof(float));
+  f.rep.dense.zero_grads();
+  f.rep.expert.zero_grads();
   MicroBatchResult base;
   f.loss(&base);
-  const std::vector<float> dense_grad(f.rep.dense_grad.data(), f.rep.dense_grad.data() + f.rep.layout.dense_size);
-  const std::vector<float> expert_grad(f.rep.expert_grad.data(), f.rep.expert_grad.data() + f.rep.layout.expert_size);
+  const float* dg = f.rep.dense.whole_grads();
+  const float* eg = f.rep.expert.whole_grads();
+  const std::vector<float> dense_grad(dg, dg + f.rep.layout.dense_size);
+  const std::vector<float> expert_grad(eg, eg + f.rep.layout.expert_size);
 
   int checked = 0;
   for (const ParamTensor& t : f.rep.layout.tensors) {
     const bool dense = t.group == ParamGroup::dense;
-    float* p = (dense ? f.rep.dense.data() : f.rep.expert.data()) + t.offset;
+    float* p = (dense ? f.rep.dense.whole_params() : f.rep.expert.whole_params()) + t.offset;
     const float* g = (dense ? dense_grad.data() : expert_grad.data()) + t.offset;
     // The tensor's largest gradients: where a wrong backward shows most.
     std::vector<std::size_t> order(t.size);
