@@ -7,17 +7,22 @@
 // links whose state may differ: a link is queued when a flow on it is added or removed, or
 // when a flow on it gets a new rate below the link's old level. A flow nobody touched keeps
 // its old rate; it counts as frozen once the sweep passes that rate. A flow is re-opened
-// ("touched") when its old bottleneck turns out not to fill at its old rate. Each queued
-// link is popped at a lower bound of its level, its fair share computed from what is
-// frozen; if the share is above the current level it is queued again at that share,
-// otherwise it fills and its open flows get the share. Work is proportional to the flows
-// whose rates change, not to all flows. kFull re-solves every sending flow instead.
+// ("touched") when its old bottleneck turns out not to fill at its old rate. A link is
+// queued at a lower bound of the level where it next needs looking at: where it would fill
+// if nothing else changed (open flows rising with the level, untouched ones held at their
+// old rates), or the old rate of an untouched flow it holds, if lower (such a flow may need
+// reopening). Only reopening a flow can lower that level, and it re-queues the flow's
+// links. Popped, the link's fair share is computed from what is frozen; if the share is
+// above the current level it is queued again, otherwise it fills and its open flows get
+// the share. Work is proportional to the flows whose rates change, not to all flows. kFull
+// re-solves every sending flow instead. The queue is an indexed binary heap with one entry
+// per link (decrease-key, no stale entries), popped in (level, link id) order.
 #include "sim/flow_sharing.hpp"
 
 #include <algorithm>
 #include <cassert>
 #include <cmath>
-#include <functional>
+#include <cstring>
 #include <limits>
 
 #include "sim/error.hpp"
@@ -36,13 +41,14 @@ constexpr double kSameRate = 1e-12;
 // computed at by a few ulps). Far above kSameRate, far below any real difference.
 constexpr double kTie = 1e-10;
 bool below(double rate, double level) { return rate < level * (1 - kTie); }
+// A link's computed fill level is queued this much lower, so rounding never makes it a
+// little late; well inside kTie, so the link fills when popped.
+constexpr double kKeyMargin = 1e-13;
 
 template <class T>
 std::size_t capacity_bytes(const std::vector<T>& v) {
   return v.capacity() * sizeof(T);
 }
-
-const auto kLater = std::greater<std::pair<double, LinkId>>();
 
 }  // namespace
 
@@ -57,7 +63,7 @@ FlowSharing::FlowSharing(const Network& network, std::span<const LinkId> arena, 
   for (LinkId l = 0; l < n_links; ++l) capacity_[l] = network.link(l).bandwidth;
   level_.assign(n_links, kInfinity);
   busy_since_.assign(n_links, 0.0);
-  queued_key_.assign(n_links, kInfinity);
+  heap_pos_.assign(n_links, kNotQueued);
   link_busy_.assign(n_links, 0.0);
   saturated_.assign(n_links, 0);
   pushed_.assign(n_links, 0);
@@ -79,6 +85,7 @@ void FlowSharing::add(std::uint32_t f, Bytes bytes, Seconds now) {
     active_pos_.push_back(0);
     end_pos_.push_back(kNotQueued);
     remaining_.push_back(0);
+    finish_.push_back(0);
     last_.push_back(0);
   }
   slot_of_[f] = s;
@@ -135,17 +142,59 @@ BytesPerSecond FlowSharing::rate(std::uint32_t f) const {
   return s < slot_flow_.size() && slot_flow_[s] == f && hops_[s] > 0 ? hot_[s].rate : 0.0;
 }
 
+void FlowSharing::heap_decrease(std::uint32_t i, double key) {
+  const Queued q{key, heap_[i].link};
+  while (i > 0) {
+    const std::uint32_t parent = (i - 1) / 2;
+    if (!queued_before(q, heap_[parent])) break;
+    heap_[i] = heap_[parent];
+    heap_pos_[heap_[i].link] = i;
+    i = parent;
+  }
+  heap_[i] = q;
+  heap_pos_[q.link] = i;
+}
+
+void FlowSharing::heap_insert(double key, LinkId l) {
+  heap_.push_back(Queued{key, l});
+  heap_decrease(static_cast<std::uint32_t>(heap_.size() - 1), key);
+}
+
+FlowSharing::Queued FlowSharing::heap_pop() {
+  const Queued top = heap_.front();
+  heap_pos_[top.link] = kNotQueued;
+  const Queued last = heap_.back();
+  heap_.pop_back();
+  const auto n = static_cast<std::uint32_t>(heap_.size());
+  if (n > 0) {
+    std::uint32_t i = 0;
+    for (;;) {
+      std::uint32_t child = 2 * i + 1;
+      if (child >= n) break;
+      if (child + 1 < n && queued_before(heap_[child + 1], heap_[child])) ++child;
+      if (!queued_before(heap_[child], last)) break;
+      heap_[i] = heap_[child];
+      heap_pos_[heap_[i].link] = i;
+      i = child;
+    }
+    heap_[i] = last;
+    heap_pos_[last.link] = i;
+  }
+  return top;
+}
+
 void FlowSharing::push(double key, LinkId l) {
   if (pushed_[l] != epoch_) {
     pushed_[l] = epoch_;
     pushed_list_.push_back(l);
-    queued_key_[l] = kInfinity;
   }
-  // One live entry per link: the lowest key wins (the link is recomputed when popped).
-  if (key >= queued_key_[l]) return;
-  queued_key_[l] = key;
-  heap_.emplace_back(key, l);
-  std::push_heap(heap_.begin(), heap_.end(), kLater);
+  // One entry per link: the lowest key wins (the link is recomputed when popped).
+  const std::uint32_t at = heap_pos_[l];
+  if (at == kNotQueued) {
+    heap_insert(key, l);
+  } else if (key < heap_[at].key) {
+    heap_decrease(at, key);
+  }
 }
 
 // Reopens an untouched flow whose old rate no longer holds, and queues the links whose
@@ -154,7 +203,9 @@ void FlowSharing::touch(std::uint32_t s, double level, LinkId from) {
   hot_[s].touched = epoch_;
   touched_list_.push_back(s);
   for (const LinkId m : path(s)) {
-    if (m != from && saturated_[m] != epoch_ && !below(level_[m], level)) push(level, m);
+    if (m == from || saturated_[m] == epoch_) continue;
+    // A queued link's key may count this flow as held at its old rate: lower it too.
+    if (heap_pos_[m] != kNotQueued || !below(level_[m], level)) queue(m, level);
   }
 }
 
@@ -167,17 +218,119 @@ void FlowSharing::assign(std::uint32_t s, double rate, LinkId bottleneck, double
   assigned_list_.push_back(s);
   if (same) return;
   // Its other links see a flow whose rate moved at this level. One that gives up rate
-  // leaves them room: their levels can only rise, so they need not be looked at before
-  // their old level (and not at all if they were not full). One that takes more may lower
-  // them from this level on.
+  // leaves them room: their levels can only rise (not at all looked at if they were not
+  // full; if they were, a flow they hold may need reopening). One that takes more may lower
+  // them from this level on. queue() finds when to look at them.
   const bool less = rate < h.rate;
   for (const LinkId m : path(s)) {
     if (m == bottleneck || saturated_[m] == epoch_) continue;
     if (less) {
-      if (level_[m] < kInfinity) push(level_[m], m);
+      if (level_[m] < kInfinity) queue(m, level);
     } else if (!below(level_[m], level)) {
-      push(level, m);
+      queue(m, level);
     }
+  }
+}
+
+// The level at which a link with `room` left for its open flows fills: `open` flows rise with
+// the level; the untouched flows in above_ are held at their old rates (they stop rising at
+// them). +infinity when it never fills.
+double FlowSharing::water(double room, std::uint32_t open) {
+  // Few flows per link: insertion sort.
+  double* a = above_.data();
+  const std::size_t k = above_.size();
+  if (k > 16) {
+    std::sort(above_.begin(), above_.end());
+  } else {
+    for (std::size_t i = 1; i < k; ++i) {
+      const double v = a[i];
+      std::size_t j = i;
+      for (; j > 0 && a[j - 1] > v; --j) a[j] = a[j - 1];
+      a[j] = v;
+    }
+  }
+  room = std::max(room, 0.0);
+  auto n = static_cast<std::uint32_t>(open + above_.size());
+  for (const double r : above_) {
+    const double x = room / n;
+    if (x <= r) return x;
+    room -= r;
+    --n;
+  }
+  return open > 0 ? std::max(room, 0.0) / open : kInfinity;
+}
+
+// What a link holds at `level`: the rate of its frozen flows (given a rate in this sweep, or
+// untouched below the level), how many are open (reopened or added, not yet given a rate),
+// the old rates of the untouched ones at or above the level (in above_), and the lowest of
+// those held here by this link (their old bottleneck; +infinity if none).
+FlowSharing::Scan FlowSharing::scan(LinkId b, double level) {
+  const std::vector<Entry>& list = on_link_[b];
+  if (above_.size() < list.size()) above_.resize(list.size());
+  double* above = above_.data();
+  std::uint32_t n_above = 0;
+  Scan sc;
+  const double held = level * (1 - kTie);  // below(rate, level) is rate < held
+  // Branch-free: which case an entry is in is data, and mispredicted branches cost more
+  // than the arithmetic.
+  const std::uint32_t epoch = epoch_;
+  double frozen = 0, held_min = kInfinity;
+  std::uint32_t open = 0;
+  for (const Entry& e : list) {
+    const Hot& h = hot_[e.slot];
+    const double rate = h.rate;
+    const bool assigned = h.assigned == epoch;
+    const bool touched = (h.touched == epoch) & !assigned;
+    const bool untouched = !(assigned | touched);
+    const bool is_below = rate < held;
+    const bool down = untouched & is_below;
+    const bool up = untouched & !is_below;
+    // x * 1.0 == x and x * 0.0 == +0.0 exactly: the same sum as adding only the frozen.
+    frozen += h.new_rate * static_cast<double>(assigned) + rate * static_cast<double>(down);
+    open += touched;
+    above[n_above] = rate;
+    n_above += up;
+    // The rate if this link holds it, else +infinity (an integer select, no branch).
+    std::uint64_t bits, inf_bits;
+    std::memcpy(&bits, &rate, sizeof bits);
+    std::memcpy(&inf_bits, &kInfinity, sizeof inf_bits);
+    const std::uint64_t keep = 0 - static_cast<std::uint64_t>(up & (h.bottleneck == b));
+    const std::uint64_t pick = inf_bits ^ ((bits ^ inf_bits) & keep);
+    double candidate;
+    std::memcpy(&candidate, &pick, sizeof candidate);
+    held_min = std::min(held_min, candidate);
+  }
+  sc.frozen = frozen;
+  sc.open = open;
+  sc.held = held_min;
+  above_.resize(n_above);
+  return sc;
+}
+
+// A lower bound of the level at which link m next needs looking at, as of now at `level`:
+// where it would fill, or where an untouched flow it holds would need reopening.
+double FlowSharing::fill_key(LinkId m, double level) {
+  const Scan sc = scan(m, level);
+  if (sc.open == 0 && above_.empty()) return kInfinity;
+  const double x = water(capacity_[m] - sc.frozen, sc.open);
+  return std::max(level, std::min(x, sc.held) * (1 - kKeyMargin));
+}
+
+// Queues link m (a flow on it changed at `level`) at its fill_key, or lowers its key to it.
+// One that would never fill and holds no one is left out and counted as not full: any later
+// change on it queues it again.
+void FlowSharing::queue(LinkId m, double level) {
+  const std::uint32_t at = heap_pos_[m];
+  if (at != kNotQueued && heap_[at].key <= level) return;  // no key can be lower
+  const double key = fill_key(m, level);
+  if (key < kInfinity) {
+    push(key, m);
+  } else if (at == kNotQueued) {
+    if (pushed_[m] != epoch_) {
+      pushed_[m] = epoch_;
+      pushed_list_.push_back(m);
+    }
+    level_[m] = kInfinity;
   }
 }
 
@@ -197,43 +350,44 @@ bool FlowSharing::sweep() {
     touched_list_.push_back(s);
   }
   while (!heap_.empty()) {
-    std::pop_heap(heap_.begin(), heap_.end(), kLater);
-    const auto [level, b] = heap_.back();
-    heap_.pop_back();
-    if (level != queued_key_[b]) continue;  // superseded by a lower key
-    queued_key_[b] = kInfinity;
+    const auto [level, b] = heap_pop();
     if (saturated_[b] == epoch_) continue;
-    // Frozen: flows given a rate in this sweep, and untouched flows below the level.
-    double frozen = 0;
-    std::uint32_t open = 0;
     const std::vector<Entry>& list = on_link_[b];
-    bool reopen = false;  // an untouched flow held here at its old rate
-    for (const Entry& e : list) {
-      const Hot& h = hot_[e.slot];
-      if (h.assigned == epoch_) {
-        frozen += h.new_rate;
-      } else if (h.touched == epoch_) {
-        ++open;
-      } else if (!below(h.rate, level)) {
-        ++open;
-        reopen = reopen || h.bottleneck == b;
-      } else {
-        frozen += h.rate;
-      }
-    }
-    if (open == 0) continue;
-    const double share = std::max(capacity_[b] - frozen, 0.0) / open;
+    const Scan sc = scan(b, level);
+    const double frozen = sc.frozen;
+    const std::uint32_t open = sc.open;
+    const auto n_above = static_cast<std::uint32_t>(above_.size());
+    const bool reopen = sc.held < kInfinity;
+    if (open + n_above == 0) continue;
+    const double share = std::max(capacity_[b] - frozen, 0.0) / (open + n_above);
     if (below(level, share)) {
-      // Not full yet. Untouched flows bottlenecked here below that share will not be held
-      // at their old rate by this link: reopen them.
+      // Not full yet. It fills at the level x where the open flows rising with the level and
+      // the untouched ones held at their old rates (until x passes them) take it all.
+      double x = water(capacity_[b] - frozen, open);
+      // Untouched flows bottlenecked here below x will not be held at their old rate by
+      // this link: reopen them, and find x again with them rising.
       if (reopen) {
+        bool any = false;
         for (const Entry& e : list) {
           const Hot& h = hot_[e.slot];
           if (h.assigned == epoch_ || h.touched == epoch_) continue;
-          if (h.bottleneck == b && !below(h.rate, level) && below(h.rate, share)) touch(e.slot, level, b);
+          if (h.bottleneck == b && !below(h.rate, level) && below(h.rate, x)) {
+            touch(e.slot, level, b);
+            any = true;
+          }
+        }
+        if (any) {
+          const Scan again = scan(b, level);  // (touch() used above_ too)
+          x = water(capacity_[b] - again.frozen, again.open);
         }
       }
-      push(share, b);
+      if (x < kInfinity) {
+        push(std::max(level, x * (1 - kKeyMargin)), b);
+      } else {
+        // Nothing here can fill it unless a flow on it is reopened or given more, which
+        // queues it again (as a link that is not full).
+        level_[b] = kInfinity;
+      }
       continue;
     }
     saturated_[b] = epoch_;
@@ -273,14 +427,11 @@ void FlowSharing::full() {
       if (pushed_[l] == epoch_) continue;
       pushed_[l] = epoch_;
       pushed_list_.push_back(l);
-      heap_.emplace_back(capacity_[l] / static_cast<double>(on_link_[l].size()), l);
+      heap_insert(capacity_[l] / static_cast<double>(on_link_[l].size()), l);
     }
   }
-  std::make_heap(heap_.begin(), heap_.end(), kLater);
   while (!heap_.empty()) {
-    std::pop_heap(heap_.begin(), heap_.end(), kLater);
-    const auto [key, b] = heap_.back();
-    heap_.pop_back();
+    const auto [key, b] = heap_pop();
     if (saturated_[b] == epoch_) continue;
     double frozen = 0;
     std::uint32_t open = 0;
@@ -294,8 +445,7 @@ void FlowSharing::full() {
     if (open == 0) continue;
     const double share = std::max(capacity_[b] - frozen, 0.0) / open;
     if (share > key) {
-      heap_.emplace_back(share, b);
-      std::push_heap(heap_.begin(), heap_.end(), kLater);
+      heap_insert(share, b);
       continue;
     }
     saturated_[b] = epoch_;
@@ -351,7 +501,7 @@ void FlowSharing::commit(Seconds now) {
     if (h.rate > 0) remaining_[s] = std::max(0.0, remaining_[s] - h.rate * (now - last_[s]));
     last_[s] = now;
     h.rate = rate;
-    h.finish = now + remaining_[s] / rate;
+    finish_[s] = now + remaining_[s] / rate;
     ends_update(s);
     ++rate_changes_;
   }
@@ -359,7 +509,7 @@ void FlowSharing::commit(Seconds now) {
 }
 
 bool FlowSharing::ends_before(std::uint32_t a, std::uint32_t b) const {
-  const double fa = hot_[a].finish, fb = hot_[b].finish;
+  const double fa = finish_[a], fb = finish_[b];
   return fa < fb || (fa == fb && slot_flow_[a] < slot_flow_[b]);
 }
 
@@ -420,12 +570,12 @@ std::size_t FlowSharing::memory_bytes() const {
   std::size_t bytes =
       sizeof(*this) + capacity_bytes(slot_of_) + capacity_bytes(hot_) + capacity_bytes(slot_flow_) +
       capacity_bytes(path_) + capacity_bytes(hops_) + capacity_bytes(pos_base_) + capacity_bytes(active_pos_) +
-      capacity_bytes(end_pos_) + capacity_bytes(remaining_) + capacity_bytes(last_) + capacity_bytes(free_slots_) +
-      capacity_bytes(active_) + capacity_bytes(ends_) + capacity_bytes(pos_) + capacity_bytes(on_link_) +
-      capacity_bytes(capacity_) + capacity_bytes(level_) + capacity_bytes(queued_key_) + capacity_bytes(busy_since_) +
-      capacity_bytes(link_busy_) + capacity_bytes(saturated_) + capacity_bytes(pushed_) + capacity_bytes(seeds_) +
-      capacity_bytes(added_) + capacity_bytes(touched_list_) + capacity_bytes(assigned_list_) +
-      capacity_bytes(pushed_list_) + capacity_bytes(heap_);
+      capacity_bytes(end_pos_) + capacity_bytes(remaining_) + capacity_bytes(finish_) + capacity_bytes(last_) +
+      capacity_bytes(free_slots_) + capacity_bytes(active_) + capacity_bytes(ends_) + capacity_bytes(pos_) +
+      capacity_bytes(on_link_) + capacity_bytes(capacity_) + capacity_bytes(level_) + capacity_bytes(heap_pos_) +
+      capacity_bytes(busy_since_) + capacity_bytes(link_busy_) + capacity_bytes(saturated_) + capacity_bytes(pushed_) +
+      capacity_bytes(seeds_) + capacity_bytes(added_) + capacity_bytes(touched_list_) + capacity_bytes(assigned_list_) +
+      capacity_bytes(pushed_list_) + capacity_bytes(heap_) + capacity_bytes(above_);
   for (const auto& list : on_link_) bytes += capacity_bytes(list);
   return bytes;
 }

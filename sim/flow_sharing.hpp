@@ -34,7 +34,7 @@ class FlowSharing {
 
   // The sending flow that ends first (lowest end time, then lowest flow id), and when.
   Seconds next_end() const {
-    return ends_.empty() ? std::numeric_limits<double>::infinity() : hot_[ends_.front()].finish;
+    return ends_.empty() ? std::numeric_limits<double>::infinity() : finish_[ends_.front()];
   }
   std::uint32_t next_flow() const { return slot_flow_[ends_.front()]; }
 
@@ -49,7 +49,7 @@ class FlowSharing {
 
  private:
   // A sending flow's slot: what the solver reads for every flow on a link it looks at,
-  // packed together (one cache line holds two).
+  // packed together (32 bytes: one cache line holds two).
   struct Hot {
     double rate = 0;
     double new_rate = 0;
@@ -57,7 +57,6 @@ class FlowSharing {
     std::uint32_t assigned = 0;  // epoch stamp: given new_rate in this solve
     LinkId bottleneck = 0;
     LinkId new_bottleneck = 0;
-    double finish = 0;  // projected end time
   };
   struct Entry {
     std::uint32_t slot;
@@ -69,8 +68,28 @@ class FlowSharing {
   };
   std::span<const LinkId> path(std::uint32_t s) const { return {path_[s], hops_[s]}; }
   void push(double key, LinkId l);
+  // The sweep's queue of links: a binary heap on (key, link) with one entry per link.
+  struct Queued {
+    double key;
+    LinkId link;
+  };
+  static bool queued_before(const Queued& a, const Queued& b) {
+    return a.key < b.key || (a.key == b.key && a.link < b.link);
+  }
+  void heap_insert(double key, LinkId l);
+  void heap_decrease(std::uint32_t i, double key);
+  Queued heap_pop();
   void touch(std::uint32_t s, double level, LinkId from);
   void assign(std::uint32_t s, double rate, LinkId bottleneck, double level);
+  struct Scan {
+    double frozen = 0;
+    std::uint32_t open = 0;
+    double held = std::numeric_limits<double>::infinity();
+  };
+  Scan scan(LinkId b, double level);
+  double water(double room, std::uint32_t open);
+  double fill_key(LinkId m, double level);
+  void queue(LinkId m, double level);
   bool sweep();
   void full();
   void commit(Seconds now);
@@ -92,20 +111,22 @@ class FlowSharing {
   std::vector<std::uint32_t> slot_flow_;
   std::vector<const LinkId*> path_;
   std::vector<std::uint32_t> hops_, pos_base_, active_pos_, end_pos_;
-  std::vector<double> remaining_, last_;
+  std::vector<double> remaining_, last_, finish_;  // finish_: projected end time
   std::vector<std::uint32_t> free_slots_, active_, ends_;
   std::vector<std::uint32_t> pos_;  // parallel to arena_: index in the link's list
 
   // Per link.
   std::vector<std::vector<Entry>> on_link_;
-  std::vector<double> capacity_, level_, queued_key_, busy_since_, link_busy_;
+  std::vector<double> capacity_, level_, busy_since_, link_busy_;
+  std::vector<std::uint32_t> heap_pos_;  // index in heap_, or kNotQueued
   std::vector<std::uint32_t> saturated_, pushed_;  // epoch stamps
 
   // Scratch for one update.
   std::vector<Seed> seeds_;
   std::vector<std::uint32_t> added_, touched_list_, assigned_list_;
   std::vector<LinkId> pushed_list_;
-  std::vector<std::pair<double, LinkId>> heap_;
+  std::vector<Queued> heap_;
+  std::vector<double> above_;
   std::uint32_t epoch_ = 0;
   std::uint64_t solves_ = 0, flows_solved_ = 0, rate_changes_ = 0, fallbacks_ = 0;
 };
