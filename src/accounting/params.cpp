@@ -3,6 +3,8 @@
 // output bias replicated), embeddings vocabulary-parallel, norms and routers replicated.
 #include "src/accounting/params.hpp"
 
+#include <algorithm>
+
 namespace moesim {
 namespace {
 
@@ -105,6 +107,28 @@ ParamCounts count_params(const ModelSpec& m) {
   c.per_expert = m.is_moe() ? expert_ffn_params(m, 1) : 0;
   c.active = c.non_expert + static_cast<std::int64_t>(m.moe_layer_count()) * m.moe.top_k * c.per_expert;
   return c;
+}
+
+std::int64_t largest_sharded_unit_params(const ModelSpec& m, const Plan& p, const StageParams& s) {
+  auto sharded = [&](const ParamBreakdown& b) {
+    return (p.dp > 1 ? b.non_expert() : 0) + (p.edp() > 1 ? b.expert() : 0);
+  };
+  ParamBreakdown embedding;
+  embedding.embedding = s.by_kind.embedding;
+  embedding.positions = s.by_kind.positions;
+  std::int64_t largest = sharded(embedding);
+  if (s.stage == p.pp - 1) {
+    // The head, with the final norm; a tied head on stage 0 is the embedding's unit.
+    ParamBreakdown head;
+    finish(m, false, true, p.tp, head);
+    if (p.pp > 1 || !m.tied_embeddings) largest = std::max(largest, sharded(head));
+  }
+  for (const int layer : s.layers) {
+    ParamBreakdown b;
+    add_layer(m, layer, p.tp, m.is_moe() ? m.moe.experts / p.ep : 0, b);
+    largest = std::max(largest, sharded(b));
+  }
+  return largest;
 }
 
 std::vector<int> stage_layers(const ModelSpec& m, const Plan& p, int stage) {

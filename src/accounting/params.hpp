@@ -53,6 +53,13 @@ struct StageParams {
 };
 
 std::vector<StageParams> params_per_stage(const ModelSpec& model, const Plan& plan);
+// The largest piece of stage `stage` that FSDP (ZeRO 3) gathers whole, or ZeRO 2 holds a
+// whole gradient of, at one time: a layer, or the embedding (first stage) or the final
+// norm and head (last stage), as the executor's units (src/executor/parameters.hpp).
+// Counts only what is sharded at all: dense parameters when dp > 1, experts when the
+// expert-data-parallel group has more than one rank.
+std::int64_t largest_sharded_unit_params(const ModelSpec& model, const Plan& plan, const StageParams& stage);
+
 // The layers of pipeline stage `stage`: contiguous chunks of layers/(pp*vpp), stage s
 // holding chunks s, s+pp, s+2pp, ... (interleaved when vpp > 1).
 std::vector<int> stage_layers(const ModelSpec& model, const Plan& plan, int stage);

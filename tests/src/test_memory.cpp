@@ -44,13 +44,41 @@ TEST(Memory, MixedPrecisionAdamIs16BytesPerParameter) {
 
 TEST(Memory, ZeroStagesDivideAsTheZeroPaperSays) {
   // ZeRO (Rajbhandari et al. 2020), K = 12: stage 1 (2 + 2 + 12/N), stage 2 (2 + (2 + 12)/N),
-  // stage 3 ((2 + 2 + 12)/N) bytes per parameter.
+  // stage 3 ((2 + 2 + 12)/N) bytes per parameter; plus what cannot be sharded: under stage
+  // 2 the whole gradient of the piece in its backward (2 U), under stage 3 also its
+  // gathered weights (4 U). Here the largest piece is the embedding with its positions.
   const ModelSpec m = dense_gpt();
   const double P = static_cast<double>(count_params(m).total), N = 8;
+  const double U = 32000.0 * 1024 + 2048.0 * 1024;
   EXPECT_DOUBLE_EQ(states(m, "dp=8,precision=bf16,zero=1").states(), (4 + 12 / N) * P);
-  EXPECT_DOUBLE_EQ(states(m, "dp=8,precision=bf16,zero=2").states(), (2 + 14 / N) * P);
-  EXPECT_DOUBLE_EQ(states(m, "dp=8,precision=bf16,zero=3").states(), 16 / N * P);
+  EXPECT_DOUBLE_EQ(states(m, "dp=8,precision=bf16,zero=2").states(), (2 + 14 / N) * P + 2 * U);
+  EXPECT_DOUBLE_EQ(states(m, "dp=8,precision=bf16,zero=3").states(), 16 / N * P + 4 * U);
   EXPECT_DOUBLE_EQ(states(m, "dp=8,precision=fp32,zero=0").states(), 16 * P);  // 4 + 4 + 8
+  // Nothing to shard over: nothing whole on top.
+  EXPECT_DOUBLE_EQ(states(m, "dp=1,precision=bf16,zero=3").states(), 16 * P);
+}
+
+TEST(Memory, TheLargestShardedPieceIsALayerOrTheEmbeddingOrTheHead) {
+  const ModelSpec m = dense_gpt();
+  auto unit = [&](const std::string& plan, int stage) {
+    const Plan p = parse_inline_plan(plan);
+    return largest_sharded_unit_params(m, p, params_per_stage(m, p)[static_cast<std::size_t>(stage)]);
+  };
+  const std::int64_t h = 1024, layer = 12 * h * h + 13 * h;  // GPT-2 layer with biases
+  EXPECT_EQ(unit("dp=8", 0), 32000 * h + 2048 * h);
+  EXPECT_EQ(unit("dp=1", 0), 0);
+  // pp=2: stage 1 holds layers and the tied head's copy with the final norm.
+  EXPECT_EQ(unit("dp=4,pp=2", 1), std::max(layer, 32000 * h + 2 * h));
+  // The 4.1B MoE: with ep = dp the experts are not sharded (one replica each), so a layer
+  // counts only its dense part; with ep = dp/2 its local experts count too.
+  const ModelSpec moe = load_model("configs/models/fairseq-moe-4.1b.json");
+  const Plan p8 = parse_inline_plan("dp=8,ep=8"), p4 = parse_inline_plan("dp=8,ep=4");
+  const StageParams s8 = params_per_stage(moe, p8)[0], s4 = params_per_stage(moe, p4)[0];
+  const std::int64_t embedding = s8.by_kind.embedding + s8.by_kind.positions;
+  EXPECT_EQ(largest_sharded_unit_params(moe, p8, s8), embedding);
+  const std::int64_t moe_layer = s4.expert / moe.moe_layer_count();  // one MoE layer's local experts
+  EXPECT_GT(largest_sharded_unit_params(moe, p4, s4), moe_layer);
+  EXPECT_GE(largest_sharded_unit_params(moe, p4, s4), embedding);
 }
 
 TEST(Memory, ExpertStatesShardOverTheirOwnDataParallelGroup) {
@@ -62,11 +90,13 @@ TEST(Memory, ExpertStatesShardOverTheirOwnDataParallelGroup) {
   EXPECT_DOUBLE_EQ(z1.master + z1.optimizer, 12 * (ne / 8 + ex / 2));
   EXPECT_DOUBLE_EQ(z1.weights, 2 * (ne + ex));
   const MemoryBreakdown z3 = states(m, "dp=8,ep=4,precision=fp16,zero=3");
-  EXPECT_DOUBLE_EQ(z3.states(), 16 * (ne / 8 + ex / 2));
+  const double u4 = static_cast<double>(largest_sharded_unit_params(m, parse_inline_plan("dp=8,ep=4"), stage));
+  EXPECT_DOUBLE_EQ(z3.states(), 16 * (ne / 8 + ex / 2) + 4 * u4);
   // fairseq --memory-efficient-fp16 --fp16-adam-stats: no master copy, fp16 moments: 8 bytes.
   const MemoryBreakdown fs = states(m, "dp=8,ep=8,precision=fp16,master_weights=false,optimizer_dtype=fp16,zero=3");
   const auto s8 = params_per_stage(m, parse_inline_plan("dp=8,ep=8"))[0];
-  EXPECT_DOUBLE_EQ(fs.states(), 8 * (static_cast<double>(s8.non_expert) / 8 + static_cast<double>(s8.expert)));
+  const double u8 = static_cast<double>(largest_sharded_unit_params(m, parse_inline_plan("dp=8,ep=8"), s8));
+  EXPECT_DOUBLE_EQ(fs.states(), 8 * (static_cast<double>(s8.non_expert) / 8 + static_cast<double>(s8.expert)) + 4 * u8);
 }
 
 TEST(Memory, ActivationsMatchKorthikanti) {
