@@ -22,6 +22,8 @@ constexpr double kFp32Bytes = 4.0;
 LayerActivations layer_activations(const ModelSpec& m, const Plan& p, int layer) {
   LayerActivations a;
   const double e = bytes_of(p.precision), t = p.tp;
+  // What tensor parallelism replicates (norm inputs, dropout masks), sequence parallelism splits.
+  const double rt = p.sp ? t : 1.0;
   const double sb = static_cast<double>(m.seq_len) * p.mbs;
   const double h = static_cast<double>(m.d_model);
   const double q = static_cast<double>(m.heads * m.head_dim), kv = static_cast<double>(m.kv_heads * m.head_dim);
@@ -29,7 +31,7 @@ LayerActivations layer_activations(const ModelSpec& m, const Plan& p, int layer)
 
   // Attention: norm input and QKV input (replicated over tp), Q, K, V and the
   // projection input (split), the post-projection dropout mask (replicated).
-  a.attention = 2 * e * sb * h + e * sb * (q + 2 * kv) / t + e * sb * q / t + kMaskBytes * sb * h;
+  a.attention = 2 * e * sb * h / rt + e * sb * (q + 2 * kv) / t + e * sb * q / t + kMaskBytes * sb * h / rt;
   bool keep_scores = p.attention == AttentionImpl::unfused && p.recompute == Recompute::none;
   if (keep_scores) a.attention += (2 * e + kMaskBytes) * scores / t;  // softmax out, dropout mask, dropout out
   if (p.attention == AttentionImpl::flash) a.attention += kFp32Bytes * static_cast<double>(m.heads) * sb / t;
@@ -39,7 +41,7 @@ LayerActivations layer_activations(const ModelSpec& m, const Plan& p, int layer)
     double act_inputs = act == Activation::swiglu ? 2.0 : 1.0;
     return e * tokens * hidden * (act_inputs + 1.0) / t;
   };
-  a.ffn = 2 * e * sb * h + kMaskBytes * sb * h;
+  a.ffn = (2 * e * sb * h + kMaskBytes * sb * h) / rt;
   if (!m.is_moe_layer(layer)) {
     a.ffn += ffn_inner(sb, static_cast<double>(m.ffn_dim), m.activation);
     return a;

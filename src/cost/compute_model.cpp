@@ -132,7 +132,9 @@ std::vector<OpCost> layer_forward_ops(const Profile& p, const ModelSpec& m, cons
     price(p, plan.precision, efficiency, op);
     ops.push_back(std::move(op));
   };
-  add(stream_op("norm", "norm", 2 * e * T * h, 1, "layer_norm"), 1.0);
+  // Sequence parallelism runs the norms and residuals on 1/tp of the tokens.
+  const double norm_tokens = plan.sp ? T / t : T;
+  add(stream_op("norm", "norm", 2 * e * norm_tokens * h, 1, "layer_norm"), 1.0);
   add(gemm_op("qkv", "attention", T, (q_width + kv_width) / t, h, e), gemm_eff);
   // Causal attention: the kernels skip the masked half of the s x s scores.
   const double attn_flops = 2 * T * s * (q_width + v_width) / t / 2;
@@ -149,7 +151,7 @@ std::vector<OpCost> layer_forward_ops(const Profile& p, const ModelSpec& m, cons
     add(gemm_op("attention_values", "attention", T, v_width / t, s, e), gemm_eff);
   }
   add(gemm_op("attention_out", "attention", T, h, v_width / t, e), gemm_eff);
-  add(stream_op("residual_norm", "norm", 3 * e * T * h, 1, "layer_norm"), 1.0);
+  add(stream_op("residual_norm", "norm", 3 * e * norm_tokens * h, 1, "layer_norm"), 1.0);
 
   auto ffn = [&](const char* name, const char* category, double tokens, double hidden, Activation act, int experts) {
     const double branches = act == Activation::swiglu ? 2.0 : 1.0;

@@ -23,7 +23,7 @@ constexpr std::pair<std::string_view, ExpertPlacement> kPlacement[] = {
 
 // Keys whose inline values are integers; everything else stays a string, except booleans.
 const std::set<std::string, std::less<>> kIntegerKeys{"dp", "tp", "pp", "ep", "mbs", "gbs", "zero", "vpp"};
-const std::set<std::string, std::less<>> kBooleanKeys{"master_weights"};
+const std::set<std::string, std::less<>> kBooleanKeys{"master_weights", "sp"};
 
 constexpr std::int64_t kMaxDegree = 1 << 20;
 
@@ -44,6 +44,7 @@ void check_plan_rules(const Plan& p, const std::string& source) {
     fail("gbs", "expected micro-batches (" + std::to_string(p.micro_batches()) + ") divisible by pp (" +
                     std::to_string(p.pp) + ") for the interleaved schedule");
   if (p.precision == DType::fp32 && p.master_weights) fail("master_weights", "expected false with precision fp32");
+  if (p.sp && p.tp < 2) fail("sp", "expected tp > 1: sequence parallelism splits what tensor parallelism replicates");
 }
 
 namespace {
@@ -68,6 +69,7 @@ Plan plan_fields_from_json(const nlohmann::json& doc, const std::string& file) {
   p.optimizer_dtype = r.choice_or("optimizer_dtype", DType::fp32, kDTypes);
   p.attention = r.choice_or("attention", AttentionImpl::unfused, kAttention);
   p.placement = r.choice_or("placement", ExpertPlacement::contiguous, kPlacement);
+  p.sp = r.boolean_or("sp", false);
   r.finish();
   return p;
 }
@@ -155,6 +157,7 @@ nlohmann::ordered_json plan_to_json(const Plan& p) {
   j["optimizer_dtype"] = to_string(p.optimizer_dtype);
   j["attention"] = to_string(p.attention);
   j["placement"] = to_string(p.placement);
+  if (p.sp) j["sp"] = true;  // written only when on, so plans without it read as before
   return j;
 }
 

@@ -36,6 +36,10 @@ struct Plan {
   DType optimizer_dtype = DType::fp32;  // Adam moments (fairseq --fp16-adam-stats: fp16)
   AttentionImpl attention = AttentionImpl::unfused;
   ExpertPlacement placement = ExpertPlacement::contiguous;
+  // Megatron's sequence parallelism (needs tp > 1): the norms, dropouts and residuals that
+  // tensor parallelism replicates run on 1/tp of the tokens; the all-reduces become an
+  // all-gather and a reduce-scatter of the same volume.
+  bool sp = false;
 
   int world() const { return dp * tp * pp; }
   int edp() const { return dp / ep; }  // expert-data-parallel group: replicas of each expert

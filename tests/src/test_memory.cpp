@@ -114,6 +114,14 @@ TEST(Memory, ActivationsMatchKorthikanti) {
       // Selective recomputation drops exactly the 5as^2b/t term.
       EXPECT_DOUBLE_EQ(layer_activations(m, parse_inline_plan(plan + ",recompute=selective"), 0).total(),
                        sbh * (10 + 24.0 / t));
+      // With sequence parallelism (their eq. 4 and 5): s b h (34/t + 5 a s / (h t)), and
+      // s b h 34/t with selective recomputation.
+      if (t > 1) {
+        EXPECT_DOUBLE_EQ(layer_activations(m, parse_inline_plan(plan + ",sp=true"), 0).total(),
+                         sbh * (34.0 / t + 5 * a * s / (h * t)));
+        EXPECT_DOUBLE_EQ(layer_activations(m, parse_inline_plan(plan + ",sp=true,recompute=selective"), 0).total(),
+                         sbh * 34.0 / t);
+      }
     }
   }
 }

@@ -135,12 +135,25 @@ TEST(Plan, BadInlinePlansSayWhy) {
       {"zero=4", "field 'zero': expected an integer in [0, 3], got 4"},
       {"recompute=some", "field 'recompute': expected one of none, selective, full"},
       {"master_weights=true", "field 'master_weights': expected false with precision fp32"},
+      {"sp=true", "field 'sp': expected tp > 1"},
+      {"tp=2,sp=yes", "field 'sp'"},
   };
   for (const BadPlanCase& c : cases) {
     const std::string msg = error_of([&] { parse_inline_plan(c.plan); });
     EXPECT_NE(msg.find(c.message), std::string::npos) << c.plan << " -> " << msg;
     EXPECT_EQ(msg.rfind("--plan '" + std::string(c.plan) + "': ", 0), 0u) << msg;
   }
+}
+
+TEST(Plan, SequenceParallelismRoundTripsAndIsWrittenOnlyWhenOn) {
+  const Plan on = parse_inline_plan("tp=2,sp=true");
+  EXPECT_TRUE(on.sp);
+  const Plan back = parse_inline_plan(plan_to_inline(on));
+  EXPECT_TRUE(back.sp);
+  EXPECT_EQ(plan_to_inline(back), plan_to_inline(on));
+  EXPECT_NE(plan_to_inline(on).find(",sp=true"), std::string::npos);
+  EXPECT_EQ(plan_to_inline(parse_inline_plan("tp=2")).find("sp="), std::string::npos);
+  EXPECT_FALSE(parse_inline_plan("tp=2,sp=false").sp);
 }
 
 TEST(Plan, PlansThatDoNotDivideTheModelAreRejected) {
