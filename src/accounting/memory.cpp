@@ -83,11 +83,11 @@ std::vector<StageMemory> memory_per_stage(const ModelSpec& m, const Plan& p, std
     // Each state is sharded from its ZeRO stage on: 1 optimizer (+master), 2 gradients, 3 weights.
     auto held = [&](int from_stage) { return p.zero >= from_stage ? ne / dp + ex / edp : ne + ex; };
     b.weights = w * held(3);
-    b.grads = w * held(2);
+    b.grads = bytes_of(p.grads()) * held(2);
     // What sharding cannot shard: ZeRO 2 holds a piece's whole gradient from its backward to
     // its reduce-scatter, ZeRO 3 also its whole weights while it runs (the largest piece).
     const double unit = static_cast<double>(largest_sharded_unit_params(m, p, sp));
-    if (p.zero >= 2) b.grads += w * unit;
+    if (p.zero >= 2) b.grads += bytes_of(p.grads()) * unit;
     if (p.zero >= 3) b.weights += w * unit;
     b.master = p.master_weights ? 4.0 * held(1) : 0.0;
     b.optimizer = 2.0 * bytes_of(p.optimizer_dtype) * held(1);

@@ -23,7 +23,9 @@ constexpr std::pair<std::string_view, ExpertPlacement> kPlacement[] = {
 
 // Keys whose inline values are integers; everything else stays a string, except booleans.
 const std::set<std::string, std::less<>> kIntegerKeys{"dp", "tp", "pp", "ep", "mbs", "gbs", "zero", "vpp"};
-const std::set<std::string, std::less<>> kBooleanKeys{"master_weights", "sp"};
+const std::set<std::string, std::less<>> kBooleanKeys{"master_weights", "sp", "dist_opt"};
+// Keys plan_to_json writes only when they differ from their default, and a spelling of zero=1.
+const std::set<std::string, std::less<>> kOptionalKeys{"sp", "grad_dtype", "dist_opt"};
 
 constexpr std::int64_t kMaxDegree = 1 << 20;
 
@@ -44,6 +46,8 @@ void check_plan_rules(const Plan& p, const std::string& source) {
     fail("gbs", "expected micro-batches (" + std::to_string(p.micro_batches()) + ") divisible by pp (" +
                     std::to_string(p.pp) + ") for the interleaved schedule");
   if (p.precision == DType::fp32 && p.master_weights) fail("master_weights", "expected false with precision fp32");
+  if (p.grads() != DType::fp32 && p.grads() != p.precision)
+    fail("grad_dtype", std::string("expected fp32 or the precision (") + to_string(p.precision) + ")");
   if (p.sp && p.tp < 2) fail("sp", "expected tp > 1: sequence parallelism splits what tensor parallelism replicates");
 }
 
@@ -67,6 +71,14 @@ Plan plan_fields_from_json(const nlohmann::json& doc, const std::string& file) {
   p.precision = r.choice_or("precision", DType::fp32, kDTypes);
   p.master_weights = r.boolean_or("master_weights", p.precision != DType::fp32);
   p.optimizer_dtype = r.choice_or("optimizer_dtype", DType::fp32, kDTypes);
+  if (r.has("grad_dtype")) p.grad_dtype = r.choice_or("grad_dtype", p.precision, kDTypes);
+  if (p.grad_dtype == p.precision) p.grad_dtype.reset();  // one spelling of the default
+  // Megatron's --use-distributed-optimizer: master weights and Adam's moments sharded over
+  // the data-parallel group, which is ZeRO 1.
+  if (r.boolean_or("dist_opt", false)) {
+    if (r.has("zero") && p.zero != 1) r.fail("dist_opt", "expected zero 1 or no zero: the distributed optimizer is ZeRO 1");
+    p.zero = 1;
+  }
   p.attention = r.choice_or("attention", AttentionImpl::unfused, kAttention);
   p.placement = r.choice_or("placement", ExpertPlacement::contiguous, kPlacement);
   p.sp = r.boolean_or("sp", false);
@@ -101,7 +113,7 @@ Plan plan_from_json(const nlohmann::json& doc, const std::string& file) {
 
 Plan with_field(const Plan& plan, const std::string& key, std::string_view value, const std::string& source) {
   const nlohmann::ordered_json fields = plan_to_json(plan);
-  if (!fields.contains(key)) {
+  if (!fields.contains(key) && !kOptionalKeys.contains(key)) {
     std::string keys;
     for (const auto& [k, v] : fields.items()) keys += (keys.empty() ? "" : ", ") + k;
     throw InputError(source, key, "expected a plan field (" + keys + ")");
@@ -157,7 +169,9 @@ nlohmann::ordered_json plan_to_json(const Plan& p) {
   j["optimizer_dtype"] = to_string(p.optimizer_dtype);
   j["attention"] = to_string(p.attention);
   j["placement"] = to_string(p.placement);
-  if (p.sp) j["sp"] = true;  // written only when on, so plans without it read as before
+  // Written only when they differ from their defaults, so plans without them read as before.
+  if (p.grads() != p.precision) j["grad_dtype"] = to_string(p.grads());
+  if (p.sp) j["sp"] = true;
   return j;
 }
 

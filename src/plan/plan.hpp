@@ -34,6 +34,10 @@ struct Plan {
   DType precision = DType::fp32;
   bool master_weights = true;         // fp32 master copy under fp16/bf16
   DType optimizer_dtype = DType::fp32;  // Adam moments (fairseq --fp16-adam-stats: fp16)
+  // Gradients as stored and reduced: the precision's (unset), or fp32 (Megatron's
+  // --accumulate-allreduce-grads-in-fp32, the default of its bf16 recipes).
+  std::optional<DType> grad_dtype;
+  DType grads() const { return grad_dtype.value_or(precision); }
   AttentionImpl attention = AttentionImpl::unfused;
   ExpertPlacement placement = ExpertPlacement::contiguous;
   // Megatron's sequence parallelism (needs tp > 1): the norms, dropouts and residuals that

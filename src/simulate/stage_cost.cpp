@@ -90,13 +90,13 @@ StageTime stage_time(const ModelSpec& m, const Plan& p, const ClusterSpec& c, co
 
 
 std::vector<DpCollective> grad_reduce_collectives(const Plan& p, const StageParams& stage) {
-  const double w = bytes_of(p.precision);
-  const double ne = w * static_cast<double>(stage.non_expert), ex = w * static_cast<double>(stage.expert);
+  const double g = bytes_of(p.grads()), w = bytes_of(p.precision);
+  const double ne = static_cast<double>(stage.non_expert), ex = static_cast<double>(stage.expert);
   const Collective reduce = p.zero >= 2 ? Collective::reduce_scatter : Collective::all_reduce;
-  std::vector<DpCollective> out{{reduce, false, ne}, {reduce, true, ex}};
+  std::vector<DpCollective> out{{reduce, false, g * ne}, {reduce, true, g * ex}};
   if (p.zero >= 1 && p.zero < 3) {  // updated weight shards gathered after the step
-    out.push_back({Collective::all_gather, false, ne});
-    out.push_back({Collective::all_gather, true, ex});
+    out.push_back({Collective::all_gather, false, w * ne});
+    out.push_back({Collective::all_gather, true, w * ex});
   }
   return out;
 }

@@ -58,6 +58,22 @@ TEST(Memory, ZeroStagesDivideAsTheZeroPaperSays) {
   EXPECT_DOUBLE_EQ(states(m, "dp=1,precision=bf16,zero=3").states(), 16 * P);
 }
 
+TEST(Memory, DistributedOptimizerMatchesMegatronsTable) {
+  // Megatron-Core's distributed optimizer guide, bytes per parameter with d data-parallel
+  // ranks: bf16 parameters with fp32 gradients 18, distributed 6 + 12/d; fp32 16 and 8 + 8/d.
+  // (Its fp16 row, 20 and 4 + 16/d, also counts an fp32 copy of the main gradients that
+  // moesim does not model.)
+  const ModelSpec m = dense_gpt();
+  const double P = static_cast<double>(count_params(m).total), d = 8;
+  EXPECT_DOUBLE_EQ(states(m, "dp=8,precision=bf16,grad_dtype=fp32").states(), 18 * P);
+  EXPECT_DOUBLE_EQ(states(m, "dp=8,precision=bf16,grad_dtype=fp32,dist_opt=true").states(), (6 + 12 / d) * P);
+  EXPECT_DOUBLE_EQ(states(m, "dp=8,precision=fp32").states(), 16 * P);
+  EXPECT_DOUBLE_EQ(states(m, "dp=8,precision=fp32,dist_opt=true").states(), (8 + 8 / d) * P);
+  // dist_opt is ZeRO 1 by another name.
+  EXPECT_EQ(parse_inline_plan("dp=8,dist_opt=true").zero, 1);
+  EXPECT_EQ(parse_inline_plan("dp=8,dist_opt=true,zero=1").zero, 1);
+}
+
 TEST(Memory, TheLargestShardedPieceIsALayerOrTheEmbeddingOrTheHead) {
   const ModelSpec m = dense_gpt();
   auto unit = [&](const std::string& plan, int stage) {

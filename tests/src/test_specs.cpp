@@ -137,6 +137,8 @@ TEST(Plan, BadInlinePlansSayWhy) {
       {"master_weights=true", "field 'master_weights': expected false with precision fp32"},
       {"sp=true", "field 'sp': expected tp > 1"},
       {"tp=2,sp=yes", "field 'sp'"},
+      {"dist_opt=true,zero=2", "field 'dist_opt': expected zero 1 or no zero"},
+      {"precision=bf16,grad_dtype=fp16", "field 'grad_dtype': expected fp32 or the precision (bf16)"},
   };
   for (const BadPlanCase& c : cases) {
     const std::string msg = error_of([&] { parse_inline_plan(c.plan); });
@@ -154,6 +156,10 @@ TEST(Plan, SequenceParallelismRoundTripsAndIsWrittenOnlyWhenOn) {
   EXPECT_NE(plan_to_inline(on).find(",sp=true"), std::string::npos);
   EXPECT_EQ(plan_to_inline(parse_inline_plan("tp=2")).find("sp="), std::string::npos);
   EXPECT_FALSE(parse_inline_plan("tp=2,sp=false").sp);
+  // fp32 gradients under bf16 are written; the precision's own are the default, not written.
+  EXPECT_NE(plan_to_inline(parse_inline_plan("precision=bf16,grad_dtype=fp32")).find(",grad_dtype=fp32"), std::string::npos);
+  EXPECT_EQ(parse_inline_plan("precision=bf16,grad_dtype=bf16"), parse_inline_plan("precision=bf16"));
+  EXPECT_EQ(plan_to_inline(parse_inline_plan("precision=bf16,grad_dtype=bf16")).find("grad_dtype"), std::string::npos);
 }
 
 TEST(Plan, PlansThatDoNotDivideTheModelAreRejected) {
