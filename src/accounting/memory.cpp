@@ -86,6 +86,14 @@ std::vector<StageMemory> memory_per_stage(const ModelSpec& m, const Plan& p, std
     b.grads = bytes_of(p.grads()) * held(2);
     // What sharding cannot shard: ZeRO 2 holds a piece's whole gradient from its backward to
     // its reduce-scatter, ZeRO 3 also its whole weights while it runs (the largest piece).
+    if (p.fp8 != Fp8::none) {
+      // Transformer Engine keeps an FP8 copy (one byte) of every linear layer's weight,
+      // sharded as the weights are.
+      const ParamBreakdown& k = sp.by_kind;
+      const double dense = static_cast<double>(k.attention + k.dense_ffn + k.shared_experts);
+      const double experts = static_cast<double>(k.routed_experts);
+      b.weights += p.zero >= 3 ? dense / dp + experts / edp : dense + experts;
+    }
     const double unit = static_cast<double>(largest_sharded_unit_params(m, p, sp));
     if (p.zero >= 2) b.grads += bytes_of(p.grads()) * unit;
     if (p.zero >= 3) b.weights += w * unit;

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "src/accounting/memory.hpp"
+#include "src/core/error.hpp"
 #include "src/profile/fit.hpp"
 
 namespace moesim {
@@ -132,10 +133,22 @@ std::vector<OpCost> layer_forward_ops(const Profile& p, const ModelSpec& m, cons
     price(p, plan.precision, efficiency, op);
     ops.push_back(std::move(op));
   };
+  // The linear layers' GEMMs: under fp8 on FP8 operands (one byte) at the FP8 peak.
+  const bool fp8 = plan.fp8 != Fp8::none;
+  if (fp8 && p.compute.fp8_peak_flops.value <= 0)
+    throw InputError(p.name, "compute.peak_flops.fp8", "expected an FP8 peak for a plan with fp8 (the profile has none)");
+  const double le = fp8 ? 1.0 : e;
+  auto add_linear = [&](OpCost op) {
+    if (!fp8) return add(std::move(op), gemm_eff);
+    const double compute = op.flops / (p.compute.fp8_gemm_efficiency.value * p.compute.fp8_peak_flops.value);
+    const double memory = op.bytes / (p.compute.memory_efficiency.value * p.compute.memory_bandwidth.value);
+    op.seconds = std::max(compute, memory) + op.kernels * p.compute.kernel_overhead.value;
+    ops.push_back(std::move(op));
+  };
   // Sequence parallelism runs the norms and residuals on 1/tp of the tokens.
   const double norm_tokens = plan.sp ? T / t : T;
   add(stream_op("norm", "norm", 2 * e * norm_tokens * h, 1, "layer_norm"), 1.0);
-  add(gemm_op("qkv", "attention", T, (q_width + kv_width) / t, h, e), gemm_eff);
+  add_linear(gemm_op("qkv", "attention", T, (q_width + kv_width) / t, h, le));
   // Causal attention: the kernels skip the masked half of the s x s scores.
   const double attn_flops = 2 * T * s * (q_width + v_width) / t / 2;
   if (plan.attention == AttentionImpl::flash) {
@@ -150,15 +163,15 @@ std::vector<OpCost> layer_forward_ops(const Profile& p, const ModelSpec& m, cons
     add(stream_op("softmax", "attention", 2 * 2 * e * heads / t * s * T), 1.0);
     add(gemm_op("attention_values", "attention", T, v_width / t, s, e), gemm_eff);
   }
-  add(gemm_op("attention_out", "attention", T, h, v_width / t, e), gemm_eff);
+  add_linear(gemm_op("attention_out", "attention", T, h, v_width / t, le));
   add(stream_op("residual_norm", "norm", 3 * e * norm_tokens * h, 1, "layer_norm"), 1.0);
 
   auto ffn = [&](const char* name, const char* category, double tokens, double hidden, Activation act, int experts) {
     const double branches = act == Activation::swiglu ? 2.0 : 1.0;
-    add(gemm_op(std::string(name) + "_fc1", category, tokens, branches * hidden / t, h, e, experts), gemm_eff);
+    add_linear(gemm_op(std::string(name) + "_fc1", category, tokens, branches * hidden / t, h, le, experts));
     add(stream_op(std::string(name) + "_activation", category, e * tokens * hidden / t * (branches + 1), 1, "bias_gelu"),
         1.0);
-    add(gemm_op(std::string(name) + "_fc2", category, tokens, h, hidden / t, e, experts), gemm_eff);
+    add_linear(gemm_op(std::string(name) + "_fc2", category, tokens, h, hidden / t, le, experts));
   };
   if (!m.is_moe_layer(layer)) {
     ffn("ffn", "ffn", T, static_cast<double>(m.ffn_dim), m.activation, 1);

@@ -18,6 +18,7 @@ constexpr std::pair<std::string_view, Schedule> kSchedules[] = {
     {"gpipe", Schedule::gpipe}, {"1f1b", Schedule::one_f_one_b}, {"interleaved", Schedule::interleaved}};
 constexpr std::pair<std::string_view, AttentionImpl> kAttention[] = {
     {"unfused", AttentionImpl::unfused}, {"flash", AttentionImpl::flash}};
+constexpr std::pair<std::string_view, Fp8> kFp8[] = {{"none", Fp8::none}, {"e4m3", Fp8::e4m3}, {"hybrid", Fp8::hybrid}};
 constexpr std::pair<std::string_view, ExpertPlacement> kPlacement[] = {
     {"contiguous", ExpertPlacement::contiguous}, {"round_robin", ExpertPlacement::round_robin}};
 
@@ -25,7 +26,7 @@ constexpr std::pair<std::string_view, ExpertPlacement> kPlacement[] = {
 const std::set<std::string, std::less<>> kIntegerKeys{"dp", "tp", "pp", "ep", "mbs", "gbs", "zero", "vpp"};
 const std::set<std::string, std::less<>> kBooleanKeys{"master_weights", "sp", "dist_opt"};
 // Keys plan_to_json writes only when they differ from their default, and a spelling of zero=1.
-const std::set<std::string, std::less<>> kOptionalKeys{"sp", "grad_dtype", "dist_opt"};
+const std::set<std::string, std::less<>> kOptionalKeys{"sp", "grad_dtype", "dist_opt", "fp8"};
 
 constexpr std::int64_t kMaxDegree = 1 << 20;
 
@@ -48,6 +49,8 @@ void check_plan_rules(const Plan& p, const std::string& source) {
   if (p.precision == DType::fp32 && p.master_weights) fail("master_weights", "expected false with precision fp32");
   if (p.grads() != DType::fp32 && p.grads() != p.precision)
     fail("grad_dtype", std::string("expected fp32 or the precision (") + to_string(p.precision) + ")");
+  if (p.fp8 != Fp8::none && p.precision == DType::fp32)
+    fail("fp8", "expected precision bf16 or fp16 (FP8 GEMMs keep their weights in 16 bits), got fp32");
   if (p.sp && p.tp < 2) fail("sp", "expected tp > 1: sequence parallelism splits what tensor parallelism replicates");
 }
 
@@ -82,6 +85,7 @@ Plan plan_fields_from_json(const nlohmann::json& doc, const std::string& file) {
   p.attention = r.choice_or("attention", AttentionImpl::unfused, kAttention);
   p.placement = r.choice_or("placement", ExpertPlacement::contiguous, kPlacement);
   p.sp = r.boolean_or("sp", false);
+  p.fp8 = r.choice_or("fp8", Fp8::none, kFp8);
   r.finish();
   return p;
 }
@@ -172,6 +176,7 @@ nlohmann::ordered_json plan_to_json(const Plan& p) {
   // Written only when they differ from their defaults, so plans without them read as before.
   if (p.grads() != p.precision) j["grad_dtype"] = to_string(p.grads());
   if (p.sp) j["sp"] = true;
+  if (p.fp8 != Fp8::none) j["fp8"] = to_string(p.fp8);
   return j;
 }
 
@@ -210,10 +215,15 @@ void check_plan(const Plan& p, const ClusterSpec& c, const std::string& source) 
   bool volta = c.gpu == GpuModel::v100_sxm2_16gb || c.gpu == GpuModel::v100_sxm2_32gb;
   if (volta && (p.precision == DType::bf16 || p.optimizer_dtype == DType::bf16))
     throw InputError(source, "precision", "expected fp32 or fp16 on V100 (Volta has no bf16), got bf16");
+  const bool hopper = c.gpu == GpuModel::h100_sxm5_80gb || c.gpu == GpuModel::h100_pcie_80gb || c.gpu == GpuModel::h200_sxm_141gb;
+  if (p.fp8 != Fp8::none && !hopper)
+    throw InputError(source, "fp8", std::string("expected a GPU with FP8 tensor cores (H100, H200); ") + to_string(c.gpu) +
+                                        " has none");
 }
 
 const char* to_string(Recompute r) { return name_of(r, kRecompute); }
 const char* to_string(Schedule s) { return name_of(s, kSchedules); }
+const char* to_string(Fp8 f) { return name_of(f, kFp8); }
 const char* to_string(AttentionImpl a) { return name_of(a, kAttention); }
 const char* to_string(ExpertPlacement p) { return name_of(p, kPlacement); }
 

@@ -20,6 +20,8 @@ enum class Schedule { gpipe, one_f_one_b, interleaved };
 enum class AttentionImpl { unfused, flash };  // unfused stores the s x s scores for backward
 enum class ExpertPlacement { contiguous, round_robin };
 
+enum class Fp8 { none, e4m3, hybrid };
+
 struct Plan {
   int dp = 1;
   int tp = 1;
@@ -44,6 +46,10 @@ struct Plan {
   // tensor parallelism replicates run on 1/tp of the tokens; the all-reduces become an
   // all-gather and a reduce-scatter of the same volume.
   bool sp = false;
+  // Transformer Engine FP8 GEMMs for the linear layers (Megatron's --fp8-format): e4m3
+  // throughout, or hybrid (e4m3 forward, e5m2 gradients). Weights, attention's batched
+  // GEMMs, the router and the output head stay in `precision`. Needs an FP8 GPU (Hopper).
+  Fp8 fp8 = Fp8::none;
 
   int world() const { return dp * tp * pp; }
   int edp() const { return dp / ep; }  // expert-data-parallel group: replicas of each expert
@@ -75,6 +81,7 @@ void check_plan(const Plan& plan, const ClusterSpec& cluster, const std::string&
 
 const char* to_string(Recompute r);
 const char* to_string(Schedule s);
+const char* to_string(Fp8 f);
 const char* to_string(AttentionImpl a);
 const char* to_string(ExpertPlacement p);
 

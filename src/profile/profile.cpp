@@ -154,11 +154,15 @@ Profile profile_from_json(const nlohmann::json& doc, const std::string& file) {
   ObjectReader peaks = c.object("peak_flops");
   for (const auto& [name, dtype] : names::kDTypes)
     if (peaks.has(name)) p.compute.peak_flops[dtype] = read_figure(peaks, name, Dimension::flops);
+  if (peaks.has("fp8")) p.compute.fp8_peak_flops = read_figure(peaks, "fp8", Dimension::flops);
   peaks.finish();
   if (p.compute.peak_flops.empty()) c.fail("peak_flops", "expected at least one of fp32, fp16, bf16");
   p.compute.memory_bandwidth = read_figure(c, "memory_bandwidth", Dimension::bandwidth);
   p.compute.memory_efficiency = read_figure(c, "memory_efficiency", std::nullopt);
   p.compute.attention_efficiency = read_figure(c, "attention_efficiency", std::nullopt);
+  if (c.has("fp8_gemm_efficiency")) p.compute.fp8_gemm_efficiency = read_figure(c, "fp8_gemm_efficiency", std::nullopt);
+  if ((p.compute.fp8_peak_flops.value > 0) != (p.compute.fp8_gemm_efficiency.value > 0))
+    c.fail("fp8_gemm_efficiency", "expected together with peak_flops.fp8 (both or neither)");
   ObjectReader g = c.object("gemm");
   p.compute.gemm_dtype = g.choice("dtype", names::kDTypes);
   if (!p.compute.peak_flops.contains(p.compute.gemm_dtype))
@@ -239,10 +243,13 @@ nlohmann::ordered_json profile_to_json(const Profile& p) {
   nlohmann::ordered_json c;
   nlohmann::ordered_json peaks;
   for (const auto& [dtype, f] : p.compute.peak_flops) peaks[to_string(dtype)] = figure_json(f, with_unit(f.value, "FLOPS"));
+  const Figure& fp8 = p.compute.fp8_peak_flops;
+  if (fp8.value > 0) peaks["fp8"] = figure_json(fp8, with_unit(fp8.value, "FLOPS"));
   c["peak_flops"] = peaks;
   c["memory_bandwidth"] = figure_json(p.compute.memory_bandwidth, with_unit(p.compute.memory_bandwidth.value, "Bps"));
   c["memory_efficiency"] = fraction_json(p.compute.memory_efficiency);
   c["attention_efficiency"] = fraction_json(p.compute.attention_efficiency);
+  if (fp8.value > 0) c["fp8_gemm_efficiency"] = fraction_json(p.compute.fp8_gemm_efficiency);
   nlohmann::ordered_json rows = nlohmann::ordered_json::array();
   for (const GemmSample& s : p.compute.gemm_table) {
     double rate = 2.0 * static_cast<double>(s.m) * static_cast<double>(s.n) * static_cast<double>(s.k) / s.seconds;

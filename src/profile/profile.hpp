@@ -61,6 +61,8 @@ struct ComputeProfile {
   Figure gemm_efficiency;  // fitted: large-GEMM fraction of peak
   Figure kernel_overhead;  // fitted: fixed seconds per kernel (launch, tail, sync)
   Figure attention_efficiency;  // fused attention's fraction of peak
+  // FP8 tensor-core peak and large-GEMM efficiency (Hopper); value 0 when the GPU has none.
+  Figure fp8_peak_flops, fp8_gemm_efficiency;
   // Measured kernels by name ("gemm_bf16", "grouped_gemm_bf16", "permute_fp32", ...);
   // empty in public profiles.
   std::map<std::string, OpProfile> ops;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "src/accounting/params.hpp"
+#include "src/core/error.hpp"
 #include "src/cost/comm_model.hpp"
 #include "src/cost/compute_model.hpp"
 #include "src/model/model_json.hpp"
@@ -116,6 +117,54 @@ TEST(Analytic, ThroughputFollowsIterationTime) {
   EXPECT_GT(r.mfu, 0);
   EXPECT_LT(r.mfu, 1);
   EXPECT_TRUE(r.fits);
+}
+
+}  // namespace
+}  // namespace moesim
+
+namespace moesim {
+namespace {
+
+TEST(ComputeModel, Fp8LinearsRunAtTheFp8PeakAndTheRestAsBefore) {
+  // H100: the linear layers' GEMMs on one-byte operands at 1979 TFLOP/s x the FP8 table's
+  // efficiency; attention's batched GEMMs, the router and the norms as in bf16.
+  const ModelSpec m = load_model("configs/models/openlm-160m-e8.json");
+  const Profile h100 = load_profile("profiles/h100-sxm5-80gb.json");
+  const Plan bf16 = parse_inline_plan("precision=bf16,mbs=1"), fp8 = parse_inline_plan("precision=bf16,mbs=1,fp8=hybrid");
+  const double T = 2048;
+  int moe_layer = 0;
+  while (!m.is_moe_layer(moe_layer)) ++moe_layer;
+  const auto a = layer_forward_ops(h100, m, bf16, moe_layer, T, T * m.moe.top_k);
+  const auto b = layer_forward_ops(h100, m, fp8, moe_layer, T, T * m.moe.top_k);
+  ASSERT_EQ(a.size(), b.size());
+  const double peak = 1979e12, eff = h100.compute.fp8_gemm_efficiency.value;
+  const double bw = h100.compute.memory_efficiency.value * h100.compute.memory_bandwidth.value;
+  int linears = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    SCOPED_TRACE(a[i].name);
+    ASSERT_EQ(a[i].name, b[i].name);
+    EXPECT_EQ(a[i].flops, b[i].flops);
+    const bool linear = a[i].name == "qkv" || a[i].name == "attention_out" || a[i].name.ends_with("_fc1") ||
+                        a[i].name.ends_with("_fc2");
+    if (!linear) {
+      EXPECT_EQ(a[i].seconds, b[i].seconds);
+      continue;
+    }
+    ++linears;
+    EXPECT_DOUBLE_EQ(b[i].bytes, a[i].bytes / 2);  // bf16 operands became one byte
+    EXPECT_DOUBLE_EQ(b[i].seconds, std::max(b[i].flops / (eff * peak), b[i].bytes / bw) +
+                                       b[i].kernels * h100.compute.kernel_overhead.value);
+    EXPECT_LT(b[i].seconds, a[i].seconds);
+  }
+  EXPECT_EQ(linears, 4);  // qkv, attention_out, expert fc1, fc2
+  // A profile without an FP8 peak cannot price it, and says which field is missing.
+  const Profile a100 = load_profile("profiles/a100-sxm4-40gb.json");
+  try {
+    layer_forward_ops(a100, m, fp8, moe_layer, T, T);
+    ADD_FAILURE() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("compute.peak_flops.fp8"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -74,6 +74,16 @@ TEST(Memory, DistributedOptimizerMatchesMegatronsTable) {
   EXPECT_EQ(parse_inline_plan("dp=8,dist_opt=true,zero=1").zero, 1);
 }
 
+TEST(Memory, Fp8KeepsAOneByteCopyOfEveryLinearWeight) {
+  const ModelSpec m = dense_gpt();
+  const StageParams s = params_per_stage(m, parse_inline_plan("dp=8"))[0];
+  const double linear = static_cast<double>(s.by_kind.attention + s.by_kind.dense_ffn);
+  EXPECT_DOUBLE_EQ(states(m, "dp=8,precision=bf16,fp8=hybrid").weights - states(m, "dp=8,precision=bf16").weights, linear);
+  EXPECT_DOUBLE_EQ(states(m, "dp=8,precision=bf16,fp8=e4m3,zero=3").weights -
+                       states(m, "dp=8,precision=bf16,zero=3").weights,
+                   linear / 8);
+}
+
 TEST(Memory, TheLargestShardedPieceIsALayerOrTheEmbeddingOrTheHead) {
   const ModelSpec m = dense_gpt();
   auto unit = [&](const std::string& plan, int stage) {

@@ -139,6 +139,8 @@ TEST(Plan, BadInlinePlansSayWhy) {
       {"tp=2,sp=yes", "field 'sp'"},
       {"dist_opt=true,zero=2", "field 'dist_opt': expected zero 1 or no zero"},
       {"precision=bf16,grad_dtype=fp16", "field 'grad_dtype': expected fp32 or the precision (bf16)"},
+      {"fp8=hybrid", "field 'fp8': expected precision bf16 or fp16"},
+      {"precision=bf16,fp8=e5m2", "field 'fp8': expected one of none, e4m3, hybrid"},
   };
   for (const BadPlanCase& c : cases) {
     const std::string msg = error_of([&] { parse_inline_plan(c.plan); });
@@ -184,6 +186,13 @@ TEST(Plan, PlansThatDoNotFitTheClusterAreRejected) {
   EXPECT_NE(error_of([&] { check_plan(parse_inline_plan("dp=8,precision=bf16"), v100, "p"); }).find("Volta has no bf16"),
             std::string::npos);
   EXPECT_EQ(error_of([&] { check_plan(parse_inline_plan("dp=8,precision=fp16"), v100, "p"); }), "");
+  // FP8 needs Hopper's tensor cores.
+  const Plan fp8 = parse_inline_plan("dp=8,precision=bf16,fp8=hybrid");
+  EXPECT_NE(error_of([&] { check_plan(fp8, a100, "p"); }).find("field 'fp8': expected a GPU with FP8 tensor cores (H100, H200); a100-sxm4-40gb has none"),
+            std::string::npos) << error_of([&] { check_plan(fp8, a100, "p"); });
+  EXPECT_EQ(error_of([&] { check_plan(fp8, load_cluster("configs/clusters/dgx-h100.json"), "p"); }), "");
+  EXPECT_NE(plan_to_inline(fp8).find(",fp8=hybrid"), std::string::npos);
+  EXPECT_EQ(plan_to_inline(parse_inline_plan("dp=8,precision=bf16")).find("fp8"), std::string::npos);
 }
 
 TEST(Units, ParseInBaseUnits) {
