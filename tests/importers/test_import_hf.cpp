@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "src/accounting/flops.hpp"
 #include "src/accounting/params.hpp"
 #include "src/core/error.hpp"
 #include "src/importers/huggingface.hpp"
@@ -212,6 +213,22 @@ TEST(ImportHf, UnknownFamilyNamesModelTypeAndTheFamilies) {
     EXPECT_NE(what.find("\"llama\""), std::string::npos);
     EXPECT_NE(what.find(kHfFamilies), std::string::npos) << what;
   }
+}
+
+TEST(ImportHf, DeepSeekV3MlaFlopsInClosedForm) {
+  // MLA per layer (d 7168, 128 heads, q rank 1536, kv rank 512, nope 128, rope 64, v 128):
+  // projections q = d r_q + r_q H (nope + rope), kv = d (r_kv + rope) + r_kv H (nope + v),
+  // o = H v d: 48,758,784 + 20,905,984 + 117,440,512 = 187,105,280 weights, 2 FLOPs each per
+  // token; scores and values 2 s^2 H (nope + rope + v). 61 layers, s = 4096.
+  const ModelSpec m = import_fixture("deepseek-v3.config.json", {"seq_len=4096"}).model;
+  const double per_layer = 7168.0 * 1536 + 1536.0 * 128 * 192 + 7168.0 * 576 + 512.0 * 128 * 256 + 128.0 * 128 * 7168;
+  EXPECT_EQ(per_layer, 187105280.0);
+  // The same weights as the parameter count has, less the two latent norms' gains.
+  EXPECT_EQ(static_cast<double>(attention_params(m, 1) - 1536 - 512), per_layer);
+  const ForwardFlops f = forward_flops(m);
+  const double s = 4096;
+  EXPECT_DOUBLE_EQ(f.qkv + f.attention_out, 61 * 2 * s * per_layer);
+  EXPECT_DOUBLE_EQ(f.attention_scores, 61 * 2 * s * s * 128 * (192.0 + 128));
 }
 
 TEST(ImportHf, SeqLenOverride) {
