@@ -55,15 +55,15 @@ std::size_t probs_offset(const AttentionShape& s, int b, int h)
     return (static_cast<std::size_t>(b) * s.heads + h) * s.seq * s.seq;
 }
 
-// A GEMM operand as the products read it: `x` itself under fp32, else its bf16-rounded
-// copy, kept in `copy` (same layout, so the strided maps below apply to either).
+// A GEMM operand as the products read it: `x` itself under fp32, else its bf16- or
+// fp16-rounded copy, kept in `copy` (same layout, so the strided maps below apply to either).
 std::span<const float> operand(std::span<const float> x, GemmPrecision precision, std::vector<float>& copy)
 {
     if (precision == GemmPrecision::fp32) {
         return x;
     }
     copy.resize(x.size());
-    round_to_bf16(x, copy);
+    round_to(precision, x, copy);
     return copy;
 }
 

@@ -34,7 +34,7 @@ struct AttentionShape {
 // ctx (rows x heads * head_dim, row stride ld_out) = softmax(mask(q k^T * scale)) v per
 // head; probs (batch x heads x seq x seq, contiguous) = the softmax, exactly 0 above the
 // diagonal (key j > query i). Softmax in fp32 with the row maximum subtracted.
-// `precision` is the two products' operands' (gemm.hpp): under bf16, q, k, v and the
+// `precision` is the two products' operands' (gemm.hpp): under bf16 or fp16, q, k, v and the
 // probabilities are rounded for q k^T and P v, while scores, probs and ctx stay fp32.
 // Deterministic. A size or shape mismatch throws std::invalid_argument.
 void attention_forward(const AttentionShape& shape, std::span<const float> q, std::span<const float> k,
@@ -46,7 +46,7 @@ void attention_forward(const AttentionShape& shape, std::span<const float> q, st
 // dv = P^T dctx, with dk and dv summed over the query heads sharing a kv head (in head
 // order). dq, dk and dv (row stride ld_grad; possibly column blocks of one dQKV buffer)
 // are overwritten on their heads' columns, not accumulated. `precision`: the four
-// products' operands (under bf16 dctx, q, k, v, P and dS are rounded for them; the
+// products' operands (under bf16 or fp16 dctx, q, k, v, P and dS are rounded for them; the
 // softmax backward reads the fp32 P and dP).
 void attention_backward(const AttentionShape& shape, std::span<const float> dctx, int ld_out,
                         std::span<const float> q, std::span<const float> k, std::span<const float> v,

@@ -26,7 +26,7 @@ struct ExpertFfnWeights {
 // x: rows x d (groups from the dispatch). Saves pre (rows x f) = x W1^T before the bias,
 // and act (rows x f) = gelu(pre + b1), for the backward; writes y (rows x d). Rows outside
 // every group are not written. `precision`: the four grouped GEMMs' operands (gemm.hpp;
-// under bf16 x, act and the weights are rounded, pre, act and y stay fp32).
+// under bf16 or fp16 x, act and the weights are rounded, pre, act and y stay fp32).
 void expert_ffn_forward(const ExpertFfnShape& shape, const GroupRows& groups,
                         std::span<const float> x, const ExpertFfnWeights& weights,
                         std::span<float> pre, std::span<float> act, std::span<float> y,
@@ -35,7 +35,7 @@ void expert_ffn_forward(const ExpertFfnShape& shape, const GroupRows& groups,
 // Gradients given dy (rows x d) and the forward's x, pre, act: dx (rows x d, rows outside
 // groups not written) and the weight gradients (same shapes as the weights), overwritten
 // or, with accumulate, added to. `precision`: the GEMMs' operands (dy, the activation
-// gradient, x, act and the weights rounded under bf16); bias gradients sum fp32 values.
+// gradient, x, act and the weights rounded under bf16 or fp16); bias gradients sum fp32 values.
 struct ExpertFfnGrads {
     std::span<float> w1, b1, w2, b2;
 };

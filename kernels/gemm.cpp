@@ -26,6 +26,16 @@ void round_to_bf16(std::span<const float> in, std::span<float> out)
     }
 }
 
+void round_to(GemmPrecision precision, std::span<const float> in, std::span<float> out)
+{
+    require_size(out.size(), in.size(), "round_to", "out");
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        out[i] = precision == GemmPrecision::bf16   ? round_to_bf16(in[i])
+                 : precision == GemmPrecision::fp16 ? round_to_fp16(in[i])
+                                                    : in[i];
+    }
+}
+
 void gemm(Trans trans_a, Trans trans_b, int m, int n, int k, float alpha,
           std::span<const float> a, std::span<const float> b, float beta, std::span<float> c,
           GemmPrecision precision)
@@ -43,13 +53,13 @@ void gemm(Trans trans_a, Trans trans_b, int m, int n, int k, float alpha,
     if (m == 0 || n == 0 || k == 0) {
         return;
     }
-    // bf16: the rounded operands, as fp32 values (exact), multiplied as any fp32 ones.
+    // bf16, fp16: the rounded operands, as fp32 values (exact), multiplied as any fp32 ones.
     std::vector<float> a_rounded, b_rounded;
-    if (precision == GemmPrecision::bf16) {
+    if (precision != GemmPrecision::fp32) {
         a_rounded.resize(a.size());
         b_rounded.resize(b.size());
-        round_to_bf16(a, a_rounded);
-        round_to_bf16(b, b_rounded);
+        round_to(precision, a, a_rounded);
+        round_to(precision, b, b_rounded);
         a = a_rounded;
         b = b_rounded;
     }

@@ -3,7 +3,7 @@
 // heads are a batch with stride head_dim (row stride ld). With grouped-query attention the
 // query heads h = g * group + r (g = kv head) are batched over g for each r, so that q
 // strides by group * head_dim while k and v stride by head_dim. The masked softmax and its
-// backward use one warp per score row. Under bf16 the GEMMs read bf16 copies of their
+// backward use one warp per score row. Under bf16 (fp16) the GEMMs read bf16 (fp16) copies of their
 // operands (compact: row stride = the block's width) and write fp32.
 #include "kernels/cuda/attention_cuda.hpp"
 
@@ -88,7 +88,7 @@ void launch_rows(bool backward, const float* probs, float* scores, std::size_t r
     }
 }
 
-// A row-major matrix a GEMM reads: fp32 or bf16 elements with row stride ld.
+// A row-major matrix a GEMM reads: fp32, bf16 or fp16 elements with row stride ld.
 struct Matrix {
     const void* data;
     int ld;
@@ -101,15 +101,15 @@ struct Matrix {
     }
 };
 
-// An fp32 matrix as the GEMMs read it: itself, or (bf16) its compact bf16 copy of rows x
+// An fp32 matrix as the GEMMs read it: itself, or (bf16, fp16) its compact 16-bit copy of rows x
 // cols, made on construction.
 class Operand {
 public:
     Operand(const float* x, std::size_t rows, int cols, int ld, GemmPrecision precision, cudaStream_t stream)
     {
-        if (precision == GemmPrecision::bf16) {
-            copy_.emplace(x, rows, static_cast<std::size_t>(cols), static_cast<std::size_t>(ld), stream);
-            matrix_ = {copy_->data(), cols, CUDA_R_16BF};
+        if (precision != GemmPrecision::fp32) {
+            copy_.emplace(x, rows, static_cast<std::size_t>(cols), static_cast<std::size_t>(ld), precision, stream);
+            matrix_ = {copy_->data(), cols, copy_->type()};
         } else {
             matrix_ = {x, ld, CUDA_R_32F};
         }
@@ -117,7 +117,7 @@ public:
     const Matrix& matrix() const { return matrix_; }
 
 private:
-    std::optional<Bf16Copy> copy_;
+    std::optional<HalfCopy> copy_;
     Matrix matrix_{};
 };
 

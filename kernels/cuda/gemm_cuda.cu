@@ -1,4 +1,4 @@
-// Row-major GEMM on cuBLAS, and the fp32 -> bf16 rounding of its mixed-precision operands.
+// Row-major GEMM on cuBLAS, and the fp32 -> bf16 or fp16 rounding of its mixed-precision operands.
 #include "kernels/cuda/gemm_cuda.hpp"
 
 #include <algorithm>
@@ -12,28 +12,53 @@ namespace {
 
 constexpr int kThreads = 256;
 
+__device__ inline void round_into(float x, __nv_bfloat16* out) { *out = __float2bfloat16_rn(x); }
+__device__ inline void round_into(float x, __half* out) { *out = __float2half_rn(x); }
+
 // n contiguous elements.
-__global__ void round_to_bf16_kernel(const float* src, std::size_t n, __nv_bfloat16* dst)
+template <typename Half>
+__global__ void round_kernel(const float* src, std::size_t n, Half* dst)
 {
     for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
          i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
-        dst[i] = __float2bfloat16_rn(src[i]);
+        round_into(src[i], dst + i);
     }
 }
 
 // Rows of a strided matrix: blocks stride over the rows in y and the columns in x (no
 // division per element).
-__global__ void round_rows_to_bf16_kernel(const float* src, std::size_t rows, std::size_t cols, std::size_t ld,
-                                          __nv_bfloat16* dst)
+template <typename Half>
+__global__ void round_rows_kernel(const float* src, std::size_t rows, std::size_t cols, std::size_t ld, Half* dst)
 {
     for (std::size_t r = blockIdx.y; r < rows; r += gridDim.y) {
         const float* in = src + r * ld;
-        __nv_bfloat16* out = dst + r * cols;
+        Half* out = dst + r * cols;
         for (std::size_t c = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; c < cols;
              c += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
-            out[c] = __float2bfloat16_rn(in[c]);
+            round_into(in[c], out + c);
         }
     }
+}
+
+template <typename Half>
+void round_to_half(const float* src, std::size_t rows, std::size_t cols, std::size_t ld, Half* dst,
+                   cudaStream_t stream, const char* fn)
+{
+    kernels::detail::require(ld >= cols, fn, "ld must be at least cols");
+    const std::size_t n = rows * cols;
+    if (n == 0) {
+        return;
+    }
+    if (ld == cols || rows == 1) {
+        const std::size_t blocks = std::min<std::size_t>((n + kThreads - 1) / kThreads, 65535);
+        round_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(src, n, dst);
+        detail::check_launch(fn);
+        return;
+    }
+    const dim3 grid(static_cast<unsigned>(std::min<std::size_t>((cols + kThreads - 1) / kThreads, 64)),
+                    static_cast<unsigned>(std::min<std::size_t>(rows, 65535)));
+    round_rows_kernel<<<grid, kThreads, 0, stream>>>(src, rows, cols, ld, dst);
+    detail::check_launch(fn);
 }
 
 // C (m x n, of c_type) = alpha op(A) op(B) + beta C on row-major operands of `ab_type`.
@@ -54,27 +79,26 @@ void gemm_ex(cublasHandle_t handle, cudaDataType_t ab_type, cudaDataType_t c_typ
 void round_to_bf16_cuda(const float* src, std::size_t rows, std::size_t cols, std::size_t ld, __nv_bfloat16* dst,
                         cudaStream_t stream)
 {
-    kernels::detail::require(ld >= cols, "round_to_bf16_cuda", "ld must be at least cols");
-    const std::size_t n = rows * cols;
-    if (n == 0) {
-        return;
-    }
-    if (ld == cols || rows == 1) {
-        const std::size_t blocks = std::min<std::size_t>((n + kThreads - 1) / kThreads, 65535);
-        round_to_bf16_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(src, n, dst);
-        detail::check_launch("round_to_bf16_kernel");
-        return;
-    }
-    const dim3 grid(static_cast<unsigned>(std::min<std::size_t>((cols + kThreads - 1) / kThreads, 64)),
-                    static_cast<unsigned>(std::min<std::size_t>(rows, 65535)));
-    round_rows_to_bf16_kernel<<<grid, kThreads, 0, stream>>>(src, rows, cols, ld, dst);
-    detail::check_launch("round_rows_to_bf16_kernel");
+    round_to_half(src, rows, cols, ld, dst, stream, "round_to_bf16_cuda");
 }
 
-Bf16Copy::Bf16Copy(const float* src, std::size_t rows, std::size_t cols, std::size_t ld, cudaStream_t stream)
-    : scratch_(rows * cols * sizeof(__nv_bfloat16), stream)
+void round_to_fp16_cuda(const float* src, std::size_t rows, std::size_t cols, std::size_t ld, __half* dst,
+                        cudaStream_t stream)
 {
-    round_to_bf16_cuda(src, rows, cols, ld, scratch_.as<__nv_bfloat16>(), stream);
+    round_to_half(src, rows, cols, ld, dst, stream, "round_to_fp16_cuda");
+}
+
+HalfCopy::HalfCopy(const float* src, std::size_t rows, std::size_t cols, std::size_t ld, GemmPrecision precision,
+                   cudaStream_t stream)
+    : scratch_(rows * cols * sizeof(std::uint16_t), stream),
+      type_(precision == GemmPrecision::fp16 ? CUDA_R_16F : CUDA_R_16BF)
+{
+    kernels::detail::require(precision != GemmPrecision::fp32, "HalfCopy", "precision must be bf16 or fp16");
+    if (precision == GemmPrecision::fp16) {
+        round_to_fp16_cuda(src, rows, cols, ld, scratch_.as<__half>(), stream);
+    } else {
+        round_to_bf16_cuda(src, rows, cols, ld, scratch_.as<__nv_bfloat16>(), stream);
+    }
 }
 
 void gemm_cuda(cublasHandle_t handle, Trans trans_a, Trans trans_b, int m, int n, int k, float alpha,
@@ -94,10 +118,11 @@ void gemm_cuda(cublasHandle_t handle, Trans trans_a, Trans trans_b, int m, int n
         }
         return;
     }
-    if (precision == GemmPrecision::bf16) {
+    if (precision != GemmPrecision::fp32) {
         const cudaStream_t stream = stream_of(handle);
-        const Bf16Copy a16(a, static_cast<std::size_t>(m) * k, stream), b16(b, static_cast<std::size_t>(k) * n, stream);
-        gemm_ex(handle, CUDA_R_16BF, CUDA_R_32F, trans_a, trans_b, m, n, k, alpha, a16.data(), b16.data(), beta, c);
+        const HalfCopy a16(a, static_cast<std::size_t>(m) * k, precision, stream);
+        const HalfCopy b16(b, static_cast<std::size_t>(k) * n, precision, stream);
+        gemm_ex(handle, a16.type(), CUDA_R_32F, trans_a, trans_b, m, n, k, alpha, a16.data(), b16.data(), beta, c);
         return;
     }
     gemm_ex(handle, CUDA_R_32F, CUDA_R_32F, trans_a, trans_b, m, n, k, alpha, a, b, beta, c);

@@ -1,14 +1,16 @@
 // Dense GEMM on row-major device matrices through cuBLAS, with gemm.hpp's meaning:
 // C = alpha * op(A) * op(B) + beta * C. (cuBLAS is column-major: the call computes
-// C^T = op(B)^T op(A)^T, which is the same memory.) Also the bf16 rounding of fp32 device
-// arrays that mixed-precision GEMMs read (here and in the grouped, attention and expert
+// C^T = op(B)^T op(A)^T, which is the same memory.) Also the bf16 and fp16 rounding of fp32
+// device arrays that mixed-precision GEMMs read (here and in the grouped, attention and expert
 // FFN kernels).
 #pragma once
 
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 #include <cstddef>
+#include <cstdint>
 
 #include "kernels/cuda/device.hpp"
 #include "kernels/gemm.hpp"
@@ -16,9 +18,9 @@
 namespace moesim::kernels::cuda {
 
 // Runs on the handle's stream. FP32 compute (CUBLAS_COMPUTE_32F); TF32 only if the
-// caller set it on the handle. fp32 A, B and C; with precision bf16, A and B are first
-// rounded to bf16 (round_to_bf16_cuda, into stream-ordered scratch) and cuBLAS multiplies
-// bf16 operands with fp32 accumulation, reading and writing the fp32 C: CPU gemm()'s
+// caller set it on the handle. fp32 A, B and C; with precision bf16 (fp16), A and B are
+// first rounded to bf16 (fp16: round_to_fp16_cuda, CUDA_R_16F) into stream-ordered scratch
+// and cuBLAS multiplies the 16-bit operands with fp32 accumulation, reading and writing the fp32 C: CPU gemm()'s
 // semantics, to the order of summation.
 void gemm_cuda(cublasHandle_t handle, Trans trans_a, Trans trans_b, int m, int n, int k, float alpha,
                const float* a, const float* b, float beta, float* c,
@@ -35,16 +37,27 @@ void gemm_cuda_typed(cublasHandle_t handle, cudaDataType_t type, Trans trans_a, 
 void round_to_bf16_cuda(const float* src, std::size_t rows, std::size_t cols, std::size_t ld, __nv_bfloat16* dst,
                         cudaStream_t stream);
 
-// A bf16 copy of an fp32 device matrix (rows x cols, row stride ld; or n contiguous
-// elements) in stream-ordered scratch, made on construction, freed on destruction.
-class Bf16Copy {
+// The same to IEEE half with __float2half_rn (to nearest, ties to even, overflow to
+// infinity: kernels::round_to_fp16's values, torch's .to(torch.float16)).
+void round_to_fp16_cuda(const float* src, std::size_t rows, std::size_t cols, std::size_t ld, __half* dst,
+                        cudaStream_t stream);
+
+// A 16-bit copy (bf16 or fp16, as `precision` says) of an fp32 device matrix (rows x cols,
+// row stride ld; or n contiguous elements) in stream-ordered scratch, made on
+// construction, freed on destruction. data() addresses its 2-byte elements; type() is
+// what cuBLAS reads them as (CUDA_R_16BF or CUDA_R_16F).
+class HalfCopy {
 public:
-    Bf16Copy(const float* src, std::size_t rows, std::size_t cols, std::size_t ld, cudaStream_t stream);
-    Bf16Copy(const float* src, std::size_t n, cudaStream_t stream) : Bf16Copy(src, 1, n, n, stream) {}
-    const __nv_bfloat16* data() const { return scratch_.as<__nv_bfloat16>(); }
+    HalfCopy(const float* src, std::size_t rows, std::size_t cols, std::size_t ld, GemmPrecision precision,
+             cudaStream_t stream);
+    HalfCopy(const float* src, std::size_t n, GemmPrecision precision, cudaStream_t stream)
+        : HalfCopy(src, 1, n, n, precision, stream) {}
+    const std::uint16_t* data() const { return scratch_.as<std::uint16_t>(); }
+    cudaDataType_t type() const { return type_; }
 
 private:
     StreamScratch scratch_;
+    cudaDataType_t type_;
 };
 
 }  // namespace moesim::kernels::cuda

@@ -23,7 +23,7 @@ struct Problem {
     void* c;
 };
 
-// A and B of `type`, C of `c_type` (the same, except bf16 operands into fp32 outputs).
+// A and B of `type`, C of `c_type` (the same, except bf16 or fp16 operands into fp32 outputs).
 void run_problems(cublasHandle_t handle, const std::vector<Problem>& problems, float beta, cudaDataType_t type,
                   cudaDataType_t c_type, GroupedAlgo algo)
 {
@@ -96,18 +96,18 @@ void check_groups(const GroupRows& g, const char* fn)
     }
 }
 
-// Two fp32 device operands as a grouped call reads them: themselves, or (bf16) copies
-// rounded once, addressed by fp32 element offsets either way.
+// Two fp32 device operands as a grouped call reads them: themselves, or (bf16, fp16)
+// copies rounded once, addressed by fp32 element offsets either way.
 class Operands {
 public:
     Operands(const float* a, std::size_t a_size, const float* b, std::size_t b_size, GemmPrecision precision,
              cublasHandle_t handle)
         : a_(a), b_(b)
     {
-        if (precision == GemmPrecision::bf16) {
+        if (precision != GemmPrecision::fp32) {
             const cudaStream_t stream = stream_of(handle);
-            a16_.emplace(a, a_size, stream);
-            b16_.emplace(b, b_size, stream);
+            a16_.emplace(a, a_size, precision, stream);
+            b16_.emplace(b, b_size, precision, stream);
         }
     }
     const void* a(std::size_t offset) const { return a16_ ? static_cast<const void*>(a16_->data() + offset) : a_ + offset; }
@@ -115,7 +115,7 @@ public:
     void run(cublasHandle_t handle, const std::vector<Problem>& problems, float beta) const
     {
         if (a16_) {
-            run_problems(handle, problems, beta, CUDA_R_16BF, CUDA_R_32F, GroupedAlgo::PerGroup);
+            run_problems(handle, problems, beta, a16_->type(), CUDA_R_32F, GroupedAlgo::PerGroup);
         } else {
             run_problems(handle, problems, beta, CUDA_R_32F, CUDA_R_32F, GroupedAlgo::GroupedBatched);
         }
@@ -124,7 +124,7 @@ public:
 private:
     const float* a_;
     const float* b_;
-    std::optional<Bf16Copy> a16_, b16_;
+    std::optional<HalfCopy> a16_, b16_;
 };
 
 }  // namespace

@@ -2,7 +2,7 @@
 // (cublasGemmGroupedBatchedEx, one problem per non-empty group), falling back to one
 // cublasGemmEx per group where the grouped call is not supported. Group sizes are host
 // values (GroupRows over host spans); x, w, y are device pointers. With GemmPrecision bf16
-// the fp32 operands are rounded to bf16 once per call (gemm_cuda.hpp's Bf16Copy) and each
+// the fp32 operands are rounded to bf16 once per call (gemm_cuda.hpp's HalfCopy; fp16 alike) and each
 // group is one cublasGemmEx of bf16 operands into the fp32 output (per-group launches:
 // the faster on an H100, below).
 #pragma once

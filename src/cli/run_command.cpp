@@ -53,6 +53,9 @@ struct RunArgs {
   float init_std = 0.02f;
   int log_interval = 1;
   bool json = false;
+  // fairseq's fp16 loss-scaling flags (precision=fp16 only); window 0: fairseq's default.
+  double fp16_init_scale = 128, min_loss_scale = 1e-4;
+  std::int64_t fp16_scale_window = 0;
 };
 
 std::pair<float, float> parse_betas(const std::string& text) {
@@ -98,7 +101,8 @@ nlohmann::ordered_json log_line(const std::vector<exec::StepRecord>& steps, std:
   j["num_updates"] = last.num_updates;
   j["lr"] = last.lr;
   j["gnorm"] = mean(&exec::StepRecord::gnorm);
-  j["loss_scale"] = nullptr;  // fp32 runs scale no loss
+  // fp16: the scale after the line's last update; fp32 and bf16 scale no loss.
+  j["loss_scale"] = last.loss_scale > 0 ? nlohmann::ordered_json(last.loss_scale) : nlohmann::ordered_json(nullptr);
   j["gb_allocated"] = static_cast<double>(peak) / double(1 << 30);
   j["wall"] = wall;
   return j;
@@ -335,6 +339,16 @@ Command add_run(CLI::App& app) {
                   "write a checkpoint sharded per rank to DIR/update-N/ every --save-interval updates and after the last");
   cmd->add_option("--save-interval", a->save_interval, "updates between checkpoints (default 0: only after the last)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--fp16-init-scale", a->fp16_init_scale,
+                  "precision=fp16: the loss scale to start from (default 128 = 2^7, fairseq's)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--fp16-scale-window", a->fp16_scale_window,
+                  "precision=fp16: updates without overflow before the loss scale doubles (default: fairseq's "
+                  "2^14 / ranks / micro-batches per rank)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--min-loss-scale", a->min_loss_scale,
+                  "precision=fp16: stop with an error when the loss scale would fall to this (default 1e-4, fairseq's)")
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--resume", a->resume,
                 "continue after the newest complete checkpoint in --save-dir (from the start when there is none)");
   return {cmd, [a]() {
@@ -365,6 +379,17 @@ Command add_run(CLI::App& app) {
             options.adam.eps = static_cast<float>(a->eps);
             options.adam.weight_decay = static_cast<float>(a->weight_decay);
             options.clip_norm = a->clip_norm;
+            options.loss_scaler.init_scale = a->fp16_init_scale;
+            options.loss_scaler.window = a->fp16_scale_window;
+            options.loss_scaler.min_scale = a->min_loss_scale;
+            // fairseq's note for a skipped update, on stderr: stdout keeps its JSON lines.
+            options.on_overflow = [root](std::int64_t update, double scale) {
+              if (root)
+                std::cerr << "moesim: update " << update
+                          << ": gradient overflow detected, ignoring gradient, setting loss scale to: "
+                          << nlohmann::json(scale).dump()
+                          << "\n" << std::flush;
+            };
             if (a->save_dir.empty() && (a->resume || a->save_interval > 0))
               throw InputError(a->resume ? "--resume" : "--save-interval", "", "expected --save-dir DIR beside it");
             options.checkpoint.dir = a->save_dir;

@@ -1,7 +1,7 @@
 // The executor's compute seam: every kernel a GPT-MoE training step runs, on memory the
 // backend owns (host memory on CPU, device memory on CUDA). The model code in
 // gpt_moe.cpp and moe_layer.cpp is written once against this interface. All arrays are
-// fp32; the precision of the GEMMs' operands is the backend's one setting (fp32 or bf16).
+// fp32; the precision of the GEMMs' operands is the backend's one setting (fp32, bf16, fp16).
 #pragma once
 
 #include <cstddef>
@@ -88,8 +88,8 @@ class Backend {
 
   // What every GEMM below rounds its operands to (kernels/gemm.hpp): the linear layers,
   // the attention's q k^T and P v and their backward products, and the expert FFNs. They
-  // accumulate and write fp32 either way, and nothing else changes: bf16 is autocast-style
-  // mixed precision over fp32 tensors. fp32 until set; train() sets it from the plan, and
+  // accumulate and write fp32 either way, and nothing else changes: bf16 and fp16 are
+  // autocast-style mixed precision over fp32 tensors (fp16 with the trainer's loss scaling). fp32 until set; train() sets it from the plan, and
   // moe_layer.cpp sets the router's for its linear (the model's moe.gate_precision).
   void set_gemm_precision(kernels::GemmPrecision p) { gemm_precision_ = p; }
   kernels::GemmPrecision gemm_precision() const { return gemm_precision_; }

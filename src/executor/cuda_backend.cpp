@@ -1,8 +1,8 @@
 // The CUDA side of the executor's compute seam: device memory from the stream-ordered
 // allocator, one CUDA stream with one cuBLAS handle bound to it, and the kernels of
 // kernels/cuda/ (plus a few small ones beside this file). fp32 arrays throughout, TF32
-// off, so a run agrees with the CPU backend to rounding; under GemmPrecision bf16 the
-// kernels round each GEMM's operands to bf16 (stream-ordered scratch, not counted in
+// off, so a run agrees with the CPU backend to rounding; under GemmPrecision bf16 (fp16) the
+// kernels round each GEMM's operands to bf16 (fp16) (stream-ordered scratch, not counted in
 // live_bytes) and cuBLAS multiplies them on the tensor cores into fp32, as the CPU backend
 // rounds them before Eigen. Without the CUDA toolkit only a make_cuda_backend that throws
 // is built.

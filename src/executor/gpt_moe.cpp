@@ -30,6 +30,14 @@ constexpr float kNormEps = 1e-5f;
 
 std::size_t z(long long n) { return static_cast<std::size_t>(n); }
 
+// The router's GEMMs: the plan's mixed precision when the model's moe.gate_precision names
+// it (check_runnable refuses the other half type), fp32 otherwise.
+kernels::GemmPrecision router_precision(DType gate, kernels::GemmPrecision gemms) {
+  const bool same = (gate == DType::bf16 && gemms == kernels::GemmPrecision::bf16) ||
+                    (gate == DType::fp16 && gemms == kernels::GemmPrecision::fp16);
+  return same ? gemms : kernels::GemmPrecision::fp32;
+}
+
 kernels::SecondExpertPolicy to_kernel(SecondExpertPolicy p) {
   switch (p) {
     case SecondExpertPolicy::all: return kernels::SecondExpertPolicy::All;
@@ -183,7 +191,7 @@ struct Dims {
         probs_size(z(in.mbs) * z(heads) * z(seq) * z(seq)),
         moe{rows, d, static_cast<int>(r.model.expert_ffn() / r.tp), r.model.moe.experts, r.layout.local_experts,
             r.model.is_moe() && r.shard.ep > 1 ? r.shard.slot_of_expert() : std::vector<int>{},
-            r.model.moe.gate_precision == DType::bf16 ? r.backend.gemm_precision() : kernels::GemmPrecision::fp32} {
+            router_precision(r.model.moe.gate_precision, r.backend.gemm_precision())} {
     // Each MoE layer draws its own gate noise.
     for (const LayerParams& L : r.layout.layers)
       gates.push_back(gate_options(r.model, rows, kernels::mix64(in.gate_seed + z(L.index))));

@@ -4,6 +4,9 @@
 
 #include <chrono>
 #include <cmath>
+#include <limits>
+#include <optional>
+#include <utility>
 #include <numbers>
 #include <string>
 
@@ -103,12 +106,15 @@ void check_runnable(const ModelSpec& m, const Plan& p, const std::string& model_
   if (m.layers % p.pp != 0)
     throw InputError(plan_file, "pp", "expected a divisor of the model's " + std::to_string(m.layers) + " layers, got " +
                                           std::to_string(p.pp));
-  // bf16: autocast-style GEMMs over fp32 weights, which are the master copy; fp16 would
-  // need loss scaling.
-  if (p.precision == DType::fp16) unsupported(plan_file, "precision", "expected fp32 or bf16");
-  if (p.precision == DType::bf16 && !p.master_weights)
+  // bf16, fp16: autocast-style GEMMs over fp32 weights, which are the master copy (fp16
+  // with dynamic loss scaling).
+  if (p.precision != DType::fp32 && !p.master_weights)
     unsupported(plan_file, "master_weights", "expected true (the fp32 weights are the master copy)");
   if (p.optimizer_dtype != DType::fp32) unsupported(plan_file, "optimizer_dtype", "expected fp32");
+  // The simulator prices these; the executor does not run them (its norms run on every
+  // token of each tensor-parallel rank, its GEMMs in the plan's precision).
+  if (p.sp) unsupported(plan_file, "sp", "expected false");
+  if (p.fp8 != Fp8::none) unsupported(plan_file, "fp8", "expected none");
   if (m.positions == Positions::sinusoidal) unsupported(model_file, "positions", "expected learned or rotary");
   if (m.activation == Activation::relu) unsupported(model_file, "activation", "expected gelu or swiglu");
   if (m.mla) unsupported(model_file, "mla", "expected none");
@@ -122,6 +128,8 @@ void check_runnable(const ModelSpec& m, const Plan& p, const std::string& model_
     if (m.moe.dense_to_sparse) unsupported(model_file, "moe.dense_to_sparse", "expected none");
     if (p.precision == DType::bf16 && m.moe.gate_precision == DType::fp16)
       unsupported(model_file, "moe.gate_precision", "expected fp32 or bf16 with precision bf16");
+    if (p.precision == DType::fp16 && m.moe.gate_precision == DType::bf16)
+      unsupported(model_file, "moe.gate_precision", "expected fp32 or fp16 with precision fp16");
   }
 }
 
@@ -151,8 +159,9 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
                                                std::to_string(plan.world()) + "), got " +
                                                std::to_string(world.size()));
   const RankGrid grid = rank_grid(plan, world.rank());
-  if (plan.precision == DType::fp16) unsupported("--plan", "precision", "expected fp32 or bf16");
-  B.set_gemm_precision(plan.precision == DType::bf16 ? kernels::GemmPrecision::bf16 : kernels::GemmPrecision::fp32);
+  B.set_gemm_precision(plan.precision == DType::bf16   ? kernels::GemmPrecision::bf16
+                       : plan.precision == DType::fp16 ? kernels::GemmPrecision::fp16
+                                                       : kernels::GemmPrecision::fp32);
   TokenSourceSpec data = options.data;
   data.seed = options.seed;
   const int seq = static_cast<int>(model.seq_len);
@@ -175,16 +184,38 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
   }
   OptimizerGroup dense(B, rep.dense);
   OptimizerGroup experts(B, rep.expert);
+  std::optional<DynamicLossScaler> scaler;
+  if (plan.precision == DType::fp16) {
+    LossScalerOptions o = options.loss_scaler;
+    if (o.window == 0) o.window = default_scale_window(world.size(), plan.micro_batches());
+    if (!(o.init_scale > o.min_scale))
+      throw InputError("--fp16-init-scale", "", "expected a scale above --min-loss-scale (" +
+                                                    std::to_string(o.min_scale) + "), got " +
+                                                    std::to_string(o.init_scale));
+    scaler.emplace(o);
+  }
+  Array<float> scale_state(B, scaler ? 1 : 0);  // the loss scale, as checkpoints hold it
   // All an update hands the next: parameters and Adam moments (the data and the gate's
-  // draws are functions of the update number), so they and the count resume a run.
-  Checkpointer checkpoints(B, world, options.checkpoint, run_identity(model, plan, world.size(), options),
-                           {{"dense", rep.dense.held_params(), rep.dense.held_params_size()},
-                            {"expert", rep.expert.held_params(), rep.expert.held_params_size()},
-                            {"dense.exp_avg", dense.m.data(), dense.m.size()},
-                            {"dense.exp_avg_sq", dense.v.data(), dense.v.size()},
-                            {"expert.exp_avg", experts.m.data(), experts.m.size()},
-                            {"expert.exp_avg_sq", experts.v.data(), experts.v.size()}});
+  // draws are functions of the update number), so they and the count resume a run;
+  // under fp16 also the loss scale (as fairseq saves it; its window restarts).
+  std::vector<StateBuffer> state{{"dense", rep.dense.held_params(), rep.dense.held_params_size()},
+                                 {"expert", rep.expert.held_params(), rep.expert.held_params_size()},
+                                 {"dense.exp_avg", dense.m.data(), dense.m.size()},
+                                 {"dense.exp_avg_sq", dense.v.data(), dense.v.size()},
+                                 {"expert.exp_avg", experts.m.data(), experts.m.size()},
+                                 {"expert.exp_avg_sq", experts.v.data(), experts.v.size()}};
+  if (scaler) {
+    const auto initial = static_cast<float>(scaler->scale());
+    B.upload(scale_state.data(), &initial, sizeof initial);
+    state.push_back({"loss_scale", scale_state.data(), 1});
+  }
+  Checkpointer checkpoints(B, world, options.checkpoint, run_identity(model, plan, world.size(), options), state);
   const std::int64_t first = checkpoints.resume();
+  if (scaler && first > 0) {
+    float saved = 0;
+    B.download(&saved, scale_state.data(), sizeof saved);
+    scaler->set_scale(saved);
+  }
   if (first > 0 && first >= options.steps)
     throw InputError("--steps", "", "expected more than the " + std::to_string(first) + " updates of " +
                                         checkpoints.update_dir(first) + ", got " + std::to_string(options.steps));
@@ -203,8 +234,12 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
   result.param_count = rep.layout.param_count();
   result.resumed_from = first;
   std::vector<std::int32_t> tokens(z(mbs) * z(seq)), targets(tokens.size());
-  for (std::int64_t step = first; step < options.steps; ++step) {
+  std::int64_t overflows = 0;  // iterations skipped since the last update
+  for (std::int64_t step = first; step < options.steps;) {
     const auto t0 = std::chrono::steady_clock::now();
+    // fp16: the backward starts from the loss's gradient times the scale (exact: a power
+    // of two); 1 otherwise.
+    const double loss_scale = scaler ? scaler->scale() : 1.0;
     B.reset_peak();
     rep.dense.zero_grads();
     rep.expert.zero_grads();
@@ -222,8 +257,8 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
       in.mbs = mbs;
       // One seed per micro-batch of the whole update, so a split over ranks draws alike.
       in.gate_seed = kernels::mix64(options.seed ^ kernels::mix64(z(step * plan.dp * M + grid.dp * M + mb)));
-      in.loss_scale = static_cast<float>(1.0 / global_tokens);
-      in.aux_scale = static_cast<float>(model.moe.aux_loss_weight / calls);
+      in.loss_scale = static_cast<float>(loss_scale / global_tokens);
+      in.aux_scale = static_cast<float>(loss_scale * model.moe.aux_loss_weight / calls);
       in.recompute = plan.recompute;
       return in;
     };
@@ -311,8 +346,22 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
     sum_over(B, *groups.ep, expert_sq);
     sum_over(B, *groups.tp, expert_sq);
     sum_over(B, *groups.pp, expert_sq);
-    const double gnorm = std::sqrt(static_cast<double>(dense_sq[0]) + expert_sq[0]);
-    const double clip = clip_scale(gnorm, options.clip_norm);
+    const double scaled_norm = std::sqrt(static_cast<double>(dense_sq[0]) + expert_sq[0]);
+    if (scaler) {
+      // fairseq checks the global norm of the scaled gradients: inf or NaN on any rank is
+      // inf or NaN in the sums above on every rank; the flag's maximum over the world
+      // makes sure every rank skips alike.
+      const bool overflow = world.max_over_ranks(std::isfinite(scaled_norm) ? 0.0 : 1.0) > 0;
+      if (overflow && scaler->check_overflow(std::numeric_limits<double>::infinity())) {
+        ++overflows;
+        if (options.on_overflow) options.on_overflow(step + 1, scaler->scale());
+        continue;  // no step, no lr step, num_updates unchanged: the next iteration retries
+      }
+    }
+    const double gnorm = scaled_norm / loss_scale;
+    // Unscaling and clipping are one multiplication of the gradients (fairseq's
+    // multiply_factor).
+    const double clip = clip_scale(gnorm, options.clip_norm) / loss_scale;
     const double lr = lr_at(options.lr, step + 1);
     const double step_start = timeline.now();
     if (std::isfinite(clip)) {
@@ -325,6 +374,11 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
       const int update = static_cast<int>(step + 1);
       dense.step(update, adam);
       experts.step(update, adam);
+    }
+    if (scaler) {
+      scaler->update();
+      const auto now = static_cast<float>(scaler->scale());
+      B.upload(scale_state.data(), &now, sizeof now);
     }
     B.synchronize();
     timeline.add("optimizer " + std::to_string(grid.pp), "optimizer", step_start, step + 1);
@@ -348,6 +402,8 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
     }
     rec.lr = lr;
     rec.gnorm = gnorm;
+    rec.loss_scale = scaler ? scaler->scale() : 0.0;
+    rec.overflows = std::exchange(overflows, 0);
     rec.tokens = G * seq;
     rec.sequences = G;
     rec.seconds = world.max_over_ranks(seconds);
@@ -364,6 +420,7 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
     if (on_step) on_step(rec);
     result.steps.push_back(std::move(rec));
     checkpoints.after_update(step + 1, options.steps);
+    ++step;
   }
   result.timeline = timeline.events();
   return result;

@@ -13,6 +13,7 @@
 #include "src/comm/communicator.hpp"
 #include "src/executor/backend.hpp"
 #include "src/executor/checkpoint.hpp"
+#include "src/executor/loss_scaler.hpp"
 #include "src/executor/lr_schedule.hpp"
 #include "src/executor/timeline.hpp"
 #include "src/executor/token_source.hpp"
@@ -36,6 +37,11 @@ struct TrainOptions {
   // one all-reduce of the whole buffer after the backward.
   bool overlap_grad_reduce = true;
   CheckpointOptions checkpoint;  // none by default
+  // precision=fp16 only: fairseq's dynamic loss scaling (loss_scaler.hpp), and what runs
+  // on every rank when an update overflows and is skipped (the update it retries, the
+  // halved scale): fairseq's "gradient overflow detected" note.
+  LossScalerOptions loss_scaler;
+  std::function<void(std::int64_t update, double loss_scale)> on_overflow;
 };
 
 // The groups one rank's collectives run over, split from the world by the plan.
@@ -56,7 +62,12 @@ struct StepRecord {
   double overflow_expert1 = 0, overflow_expert2 = 0, entropy_gating = 0;
   double expert1_balance_top = 0, expert1_balance_bottom = 0, unused_expert1_count = 0;
   double lr = 0;
-  double gnorm = 0;          // global gradient norm before clipping
+  double gnorm = 0;          // global gradient norm before clipping (unscaled under fp16)
+  // fp16: the loss scale after the update (fairseq's loss_scale; doubled when the update
+  // ends a window) and the iterations skipped for overflow since the previous update.
+  // 0 and 0 for fp32 and bf16, which scale no loss.
+  double loss_scale = 0;
+  std::int64_t overflows = 0;
   std::int64_t tokens = 0;   // wpb: tokens in the global batch
   std::int64_t sequences = 0;  // bsz
   double seconds = 0;        // wall time of the update (slowest rank)
@@ -75,8 +86,10 @@ struct TrainResult {
 
 // Trains `model` under `plan` up to update `steps`, from the start or, with
 // options.checkpoint.resume, after the newest complete checkpoint. The backend's GEMM
-// precision is set from plan.precision (bf16: backend.hpp's autocast-style GEMMs; the
-// weights, Adam and everything else stay fp32). `on_step` runs on every
+// precision is set from plan.precision (bf16, fp16: backend.hpp's autocast-style GEMMs; the
+// weights, Adam and everything else stay fp32). fp16 scales the loss (options.loss_scaler):
+// an update whose gradients overflow is skipped and retried on the same batch, so
+// num_updates counts only the updates that stepped. `on_step` runs on every
 // rank after each update; checkpoints are saved after it. Throws InputError for a model or
 // plan the executor cannot run, or a checkpoint of another run (naming the field).
 TrainResult train(Backend& backend, RankGroups& groups, const ModelSpec& model, const Plan& plan,

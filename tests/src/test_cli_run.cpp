@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -107,6 +108,34 @@ TEST(CliRun, CompareReportsPredictedAndMeasured) {
   EXPECT_EQ(j.at("routing").at("expert1_per_layer").size(), 2u);  // tiny-moe's two MoE layers
 }
 
+// precision=fp16 logs fairseq's loss_scale: a forced overflow (--fp16-init-scale 2^30)
+// skips the first iterations with a note each on stderr, the scale halving every time,
+// and the first logged update carries the scale it fell to; fp32 logs null.
+TEST(CliRun, Fp16LogsTheFallingLossScale) {
+  const Outcome r = mpirun(2, "run --model " + kTiny + " --plan dp=2,mbs=2,gbs=8,precision=fp16 --steps 3 "
+                              "--fp16-init-scale 1073741824");
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::vector<double> notes;
+  const std::string marker = "setting loss scale to: ";
+  for (std::size_t at = r.err.find(marker); at != std::string::npos; at = r.err.find(marker, at + 1))
+    notes.push_back(std::stod(r.err.substr(at + marker.size())));
+  ASSERT_FALSE(notes.empty()) << r.err;
+  EXPECT_EQ(notes.front(), 0x1p29);
+  for (std::size_t i = 1; i < notes.size(); ++i) EXPECT_EQ(notes[i], notes[i - 1] / 2);
+  std::istringstream lines(r.out);
+  std::string line;
+  std::vector<nlohmann::json> logged;
+  while (std::getline(lines, line)) logged.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(logged.size(), 3u) << r.out;
+  EXPECT_EQ(logged.front().at("num_updates").get<int>(), 1);
+  EXPECT_EQ(logged.front().at("loss_scale").get<double>(), notes.back());
+  EXPECT_LT(logged.back().at("loss_scale").get<double>(), 0x1p30);
+
+  const Outcome fp32 = moesim("run --model " + kTiny + " --plan dp=1,mbs=2,gbs=8 --steps 1");
+  ASSERT_EQ(fp32.code, 0) << fp32.err;
+  EXPECT_TRUE(nlohmann::json::parse(fp32.out).at("loss_scale").is_null());
+}
+
 // What the executor cannot train exits 2 with one line naming the field.
 TEST(CliRun, RefusesWhatItCannotTrainNamingTheField) {
   struct Case {
@@ -115,8 +144,10 @@ TEST(CliRun, RefusesWhatItCannotTrainNamingTheField) {
   const std::vector<Case> cases = {
       {"--model " + kTiny + " --plan tp=3,mbs=1,gbs=3", "'tp'"},
       {"--model " + kTiny + " --plan dp=1,mbs=1,gbs=1,optimizer_dtype=bf16", "'optimizer_dtype'"},
-      {"--model " + kTiny + " --plan dp=1,mbs=1,gbs=1,precision=fp16", "'precision'"},
+      {"--model " + kTiny + " --plan dp=1,mbs=1,gbs=1,precision=fp16,master_weights=false", "'master_weights'"},
       {"--model " + kTiny + " --plan pp=2,vpp=2,mbs=1,gbs=2,schedule=interleaved", "'schedule'"},
+      {"--model " + kTiny + " --plan tp=2,mbs=1,gbs=1,sp=true", "'sp'"},
+      {"--model " + kTiny + " --plan dp=1,mbs=1,gbs=1,precision=bf16,fp8=hybrid", "'fp8'"},
       {"--model configs/models/fairseq-moe-4.1b.json --plan dp=1,mbs=1,gbs=1", "'positions'"},
       {"--model " + kTiny + " --plan dp=2,mbs=1,gbs=2", "dp*tp*pp"},
   };
