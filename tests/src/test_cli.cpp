@@ -635,6 +635,40 @@ TEST(CliSimulate, EvoMoeCostFollowsTheDenseToSparseSchedule) {
   EXPECT_GT(dense["memory"]["dispatch_buffers"].get<double>(), sparse["memory"]["dispatch_buffers"].get<double>());
 }
 
+// docs/modern-models.md: each row runs, fits 80 GiB and reports a plausible MFU. An FP8 row
+// is faster than its bf16 twin.
+TEST(CliSimulate, TodaysModelsFitTheirPlansOnDgxH100) {
+  struct Row {
+    const char *model, *cluster, *plan;
+  };
+  const std::string bf16 = "precision=bf16,grad_dtype=fp32,attention=flash,";
+  const Row rows[] = {
+      {"olmoe-1b-7b-0924", "dgx-h100", "dp=8,ep=8,mbs=4,gbs=256,dist_opt=true"},
+      {"qwen3-30b-a3b", "dgx-h100-8node", "dp=64,ep=8,mbs=1,gbs=512,dist_opt=true"},
+      {"qwen3-30b-a3b", "dgx-h100-8node", "dp=64,ep=64,mbs=1,gbs=512,dist_opt=true"},
+      {"mixtral-8x7b-v0.1", "dgx-h100-8node", "dp=8,tp=2,pp=4,ep=8,mbs=1,gbs=256,dist_opt=true,sp=true"},
+      {"gpt-oss-120b", "dgx-h100-8node", "dp=16,pp=4,ep=16,mbs=1,gbs=256,dist_opt=true"},
+      {"mixtral-8x22b-v0.1", "dgx-h100-32node", "dp=8,tp=4,pp=8,ep=8,mbs=1,gbs=256,dist_opt=true,sp=true"},
+      {"qwen3-235b-a22b", "dgx-h100-32node", "dp=32,tp=4,pp=2,ep=32,mbs=1,gbs=512,dist_opt=true,sp=true,recompute=full"},
+      {"deepseek-v3", "dgx-h100-128node", "dp=1024,ep=64,mbs=1,gbs=2048,zero=3,recompute=full"},
+  };
+  auto simulate = [&](const Row& row, const std::string& extra) {
+    const Outcome r = run(std::string("simulate --model configs/models/") + row.model + ".json --cluster configs/clusters/" +
+                          row.cluster + ".json --plan " + bf16 + row.plan + extra + " --routing balanced --tier event --json");
+    EXPECT_EQ(r.code, 0) << row.model << ": " << r.err;
+    return r.code == 0 ? nlohmann::json::parse(r.out) : nlohmann::json::object();
+  };
+  for (const Row& row : rows) {
+    SCOPED_TRACE(row.model);
+    const nlohmann::json d = simulate(row, "");
+    EXPECT_TRUE(d.value("fits", false));
+    EXPECT_GT(d.value("mfu", 0.0), 0.05);
+    EXPECT_LT(d.value("mfu", 1.0), 0.8);
+  }
+  const nlohmann::json plain = simulate(rows[3], ""), fp8 = simulate(rows[3], ",fp8=hybrid");
+  EXPECT_LT(fp8.value("iteration_s", 1e9), plain.value("iteration_s", 0.0));
+}
+
 }  // namespace
 
 namespace {
