@@ -132,6 +132,20 @@ std::int64_t largest_sharded_unit_params(const ModelSpec& m, const Plan& p, cons
 }
 
 std::vector<int> stage_layers(const ModelSpec& m, const Plan& p, int stage) {
+  if (p.first_stage_layers > 0 || p.last_stage_layers > 0) {
+    // Uneven (check_plan made the middle split exact): first, the even middle, last.
+    const int first = p.first_stage_layers, last = p.last_stage_layers;
+    const int middle_stages = p.pp - (first > 0) - (last > 0);
+    const int each = middle_stages > 0 ? (m.layers - first - last) / middle_stages : 0;
+    std::vector<int> count(static_cast<std::size_t>(p.pp), each);
+    if (first > 0) count.front() = first;
+    if (last > 0) count.back() = last;
+    int begin = 0;
+    for (int s = 0; s < stage; ++s) begin += count[static_cast<std::size_t>(s)];
+    std::vector<int> out;
+    for (int i = 0; i < count[static_cast<std::size_t>(stage)]; ++i) out.push_back(begin + i);
+    return out;
+  }
   const int chunks = p.pp * p.vpp;
   const int per_chunk = m.layers / chunks;
   std::vector<int> out;

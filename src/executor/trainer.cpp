@@ -115,6 +115,8 @@ void check_runnable(const ModelSpec& m, const Plan& p, const std::string& model_
   // token of each tensor-parallel rank, its GEMMs in the plan's precision).
   if (p.sp) unsupported(plan_file, "sp", "expected false");
   if (p.fp8 != Fp8::none) unsupported(plan_file, "fp8", "expected none");
+  if (p.first_stage_layers > 0) unsupported(plan_file, "first_stage_layers", "expected 0 (even stages)");
+  if (p.last_stage_layers > 0) unsupported(plan_file, "last_stage_layers", "expected 0 (even stages)");
   if (m.positions == Positions::sinusoidal) unsupported(model_file, "positions", "expected learned or rotary");
   if (m.activation == Activation::relu) unsupported(model_file, "activation", "expected gelu or swiglu");
   if (m.mla) unsupported(model_file, "mla", "expected none");

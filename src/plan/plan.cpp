@@ -23,10 +23,12 @@ constexpr std::pair<std::string_view, ExpertPlacement> kPlacement[] = {
     {"contiguous", ExpertPlacement::contiguous}, {"round_robin", ExpertPlacement::round_robin}};
 
 // Keys whose inline values are integers; everything else stays a string, except booleans.
-const std::set<std::string, std::less<>> kIntegerKeys{"dp", "tp", "pp", "ep", "mbs", "gbs", "zero", "vpp"};
+const std::set<std::string, std::less<>> kIntegerKeys{"dp", "tp", "pp", "ep", "mbs", "gbs", "zero", "vpp",
+                                                      "first_stage_layers", "last_stage_layers"};
 const std::set<std::string, std::less<>> kBooleanKeys{"master_weights", "sp", "dist_opt"};
 // Keys plan_to_json writes only when they differ from their default, and a spelling of zero=1.
-const std::set<std::string, std::less<>> kOptionalKeys{"sp", "grad_dtype", "dist_opt", "fp8"};
+const std::set<std::string, std::less<>> kOptionalKeys{"sp", "grad_dtype", "dist_opt", "fp8", "first_stage_layers",
+                                                       "last_stage_layers"};
 
 constexpr std::int64_t kMaxDegree = 1 << 20;
 
@@ -51,6 +53,11 @@ void check_plan_rules(const Plan& p, const std::string& source) {
     fail("grad_dtype", std::string("expected fp32 or the precision (") + to_string(p.precision) + ")");
   if (p.fp8 != Fp8::none && p.precision == DType::fp32)
     fail("fp8", "expected precision bf16 or fp16 (FP8 GEMMs keep their weights in 16 bits), got fp32");
+  for (const auto& [field, n] : {std::pair{"first_stage_layers", p.first_stage_layers}, {"last_stage_layers", p.last_stage_layers}}) {
+    if (n == 0) continue;
+    if (p.pp < 2) fail(field, "expected 0 unless pp > 1");
+    if (p.schedule == Schedule::interleaved) fail(field, "expected 0 with the interleaved schedule");
+  }
   if (p.sp && p.tp < 2) fail("sp", "expected tp > 1: sequence parallelism splits what tensor parallelism replicates");
 }
 
@@ -86,6 +93,8 @@ Plan plan_fields_from_json(const nlohmann::json& doc, const std::string& file) {
   p.placement = r.choice_or("placement", ExpertPlacement::contiguous, kPlacement);
   p.sp = r.boolean_or("sp", false);
   p.fp8 = r.choice_or("fp8", Fp8::none, kFp8);
+  p.first_stage_layers = static_cast<int>(r.integer_or("first_stage_layers", 0, 0, 1 << 20));
+  p.last_stage_layers = static_cast<int>(r.integer_or("last_stage_layers", 0, 0, 1 << 20));
   r.finish();
   return p;
 }
@@ -177,6 +186,8 @@ nlohmann::ordered_json plan_to_json(const Plan& p) {
   if (p.grads() != p.precision) j["grad_dtype"] = to_string(p.grads());
   if (p.sp) j["sp"] = true;
   if (p.fp8 != Fp8::none) j["fp8"] = to_string(p.fp8);
+  if (p.first_stage_layers > 0) j["first_stage_layers"] = p.first_stage_layers;
+  if (p.last_stage_layers > 0) j["last_stage_layers"] = p.last_stage_layers;
   return j;
 }
 
@@ -199,7 +210,18 @@ void check_plan(const Plan& p, const ModelSpec& m, const std::string& source) {
   divides("tp", p.tp, m.heads, "the model's heads");
   divides("tp", p.tp, m.kv_heads, "the model's kv_heads");
   divides("tp", p.tp, m.ffn_dim, "the model's ffn_dim");
-  divides("pp", static_cast<std::int64_t>(p.pp) * p.vpp, m.layers, "the model's layers (pp*vpp)");
+  if (p.first_stage_layers == 0 && p.last_stage_layers == 0) {
+    divides("pp", static_cast<std::int64_t>(p.pp) * p.vpp, m.layers, "the model's layers (pp*vpp)");
+  } else {
+    // The stages between the first and last split what those two leave.
+    const int ends = p.first_stage_layers + p.last_stage_layers;
+    const int middle = p.pp - (p.first_stage_layers > 0) - (p.last_stage_layers > 0);
+    const int rest = m.layers - ends;
+    const char* field = p.last_stage_layers > 0 ? "last_stage_layers" : "first_stage_layers";
+    if (rest < middle || (middle == 0 && rest != 0) || (middle > 0 && rest % middle != 0))
+      fail(field, "expected the model's " + std::to_string(m.layers) + " layers less first_stage_layers and last_stage_layers (" +
+                      std::to_string(rest) + ") to split evenly over the other " + std::to_string(middle) + " stages, at least one each");
+  }
   if (p.ep > 1 && !m.is_moe()) fail("ep", "expected 1 for a dense model, got " + std::to_string(p.ep));
   if (m.is_moe()) {
     divides("ep", p.ep, m.moe.experts, "the model's experts");

@@ -50,6 +50,12 @@ struct Plan {
   // throughout, or hybrid (e4m3 forward, e5m2 gradients). Weights, attention's batched
   // GEMMs, the router and the output head stay in `precision`. Needs an FP8 GPU (Hopper).
   Fp8 fp8 = Fp8::none;
+  // Megatron's --decoder-first-pipeline-num-layers / --decoder-last-pipeline-num-layers:
+  // the layers of the first and last pipeline stage (0: an even share), for models whose
+  // layers do not split evenly or whose embedding and head make the end stages heavy. The
+  // stages between split the rest evenly. Not with the interleaved schedule.
+  int first_stage_layers = 0;
+  int last_stage_layers = 0;
 
   int world() const { return dp * tp * pp; }
   int edp() const { return dp / ep; }  // expert-data-parallel group: replicas of each expert

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "src/accounting/params.hpp"
+#include "src/core/error.hpp"
 #include "src/model/model_json.hpp"
 #include "src/plan/plan.hpp"
 
@@ -151,6 +152,45 @@ TEST(Params, InterleavedStagesTakeEveryPpthChunk) {
   // 24 layers in 6 chunks of 4; stage 1 holds chunks 1, 3, 5.
   const std::vector<int> expected{4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23};
   EXPECT_EQ(layers, expected);
+}
+
+TEST(Params, UnevenFirstAndLastStagesTakeTheirLayersAndTheRestSplitEvenly) {
+  const ModelSpec m = model("fairseq-moe-4.1b");  // 24 layers
+  auto counts = [&](const std::string& plan) {
+    const Plan p = parse_inline_plan(plan);
+    check_plan(p, m, "test");
+    std::vector<int> out;
+    int next = 0;
+    for (int s = 0; s < p.pp; ++s) {
+      const std::vector<int> layers = stage_layers(m, p, s);
+      for (int l : layers) EXPECT_EQ(l, next++) << plan;  // contiguous, in order
+      out.push_back(static_cast<int>(layers.size()));
+    }
+    EXPECT_EQ(next, m.layers) << plan;
+    return out;
+  };
+  EXPECT_EQ(counts("pp=4,first_stage_layers=3"), (std::vector<int>{3, 7, 7, 7}));
+  EXPECT_EQ(counts("pp=4,last_stage_layers=6"), (std::vector<int>{6, 6, 6, 6}));
+  EXPECT_EQ(counts("pp=5,first_stage_layers=3,last_stage_layers=3"), (std::vector<int>{3, 6, 6, 6, 3}));
+  EXPECT_EQ(counts("pp=2,first_stage_layers=10,last_stage_layers=14"), (std::vector<int>{10, 14}));
+  // DeepSeek-V3's 61 layers over 16 stages: one on the first, four on each of the others.
+  ModelSpec v3 = m;
+  v3.layers = 61;
+  const Plan p16 = parse_inline_plan("pp=16,first_stage_layers=1");
+  EXPECT_NO_THROW(check_plan(p16, v3, "test"));
+  EXPECT_EQ(stage_layers(v3, p16, 0), (std::vector<int>{0}));
+  EXPECT_EQ(stage_layers(v3, p16, 15), (std::vector<int>{57, 58, 59, 60}));
+  for (const char* bad : {"pp=4,first_stage_layers=5", "pp=2,first_stage_layers=10,last_stage_layers=10",
+                          "pp=4,first_stage_layers=24"}) {
+    try {
+      check_plan(parse_inline_plan(bad), m, "p");
+      ADD_FAILURE() << bad << ": expected an error";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("_stage_layers': expected the model's 24 layers"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(parse_inline_plan("first_stage_layers=2"), InputError);  // needs pp > 1
+  EXPECT_THROW(parse_inline_plan("pp=2,vpp=2,schedule=interleaved,gbs=2,first_stage_layers=2"), InputError);
 }
 
 TEST(Params, ActiveCountsTopKExperts) {
