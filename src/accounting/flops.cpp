@@ -66,7 +66,7 @@ IterationFlops iteration_flops(const ModelSpec& m, const Plan& p) {
   // Padding: each rank computes E * capacity slots for its mbs * seq tokens instead of k * tokens.
   double padding_forward = 0;
   if (m.is_moe() && f.routed_experts > 0) {
-    const std::int64_t tokens = static_cast<std::int64_t>(p.mbs) * m.seq_len;
+    const std::int64_t tokens = routed_tokens(p, m);
     const double ratio = static_cast<double>(expert_slots(m.moe, tokens)) / (static_cast<double>(m.moe.top_k) * static_cast<double>(tokens));
     padding_forward = f.routed_experts * (ratio - 1.0) * it.sequences;
   }

@@ -2,6 +2,7 @@
 #include "src/accounting/memory.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include "src/accounting/capacity.hpp"
 #include "src/accounting/params.hpp"
@@ -21,13 +22,14 @@ constexpr double kFp32Bytes = 4.0;
 
 LayerActivations layer_activations(const ModelSpec& m, const Plan& p, int layer) {
   LayerActivations a;
-  const double e = bytes_of(p.precision), t = p.tp;
+  const double e = bytes_of(p.precision), t = p.tp, et = p.expert_tp();
   // What tensor parallelism replicates (norm inputs, dropout masks), sequence parallelism splits.
   const double rt = p.sp ? t : 1.0;
-  const double sb = static_cast<double>(m.seq_len) * p.mbs;
+  // The rank's share of the micro-batch's tokens (1/cp of each sequence).
+  const double sb = attention_tokens(p, m);
   const double h = static_cast<double>(m.d_model);
   const double q = static_cast<double>(m.heads * m.head_dim), kv = static_cast<double>(m.kv_heads * m.head_dim);
-  const double scores = static_cast<double>(m.heads) * static_cast<double>(m.seq_len) * sb;  // a s^2 b
+  const double scores = static_cast<double>(m.heads) * static_cast<double>(m.seq_len) * sb;  // a s^2 b (cp is flash only)
 
   // Attention: norm input and QKV input (replicated over tp), Q, K, V and the
   // projection input (split), the post-projection dropout mask (replicated).
@@ -37,21 +39,22 @@ LayerActivations layer_activations(const ModelSpec& m, const Plan& p, int layer)
   if (p.attention == AttentionImpl::flash) a.attention += kFp32Bytes * static_cast<double>(m.heads) * sb / t;
 
   // FFN: norm input and fc1 input (replicated), activation input(s) and fc2 input (split), mask.
-  auto ffn_inner = [&](double tokens, double hidden, Activation act) {
+  auto ffn_inner = [&](double tokens, double hidden, Activation act, double split) {
     double act_inputs = act == Activation::swiglu ? 2.0 : 1.0;
-    return e * tokens * hidden * (act_inputs + 1.0) / t;
+    return e * tokens * hidden * (act_inputs + 1.0) / split;
   };
   a.ffn = (2 * e * sb * h + kMaskBytes * sb * h) / rt;
   if (!m.is_moe_layer(layer)) {
-    a.ffn += ffn_inner(sb, static_cast<double>(m.ffn_dim), m.activation);
+    a.ffn += ffn_inner(sb, static_cast<double>(m.ffn_dim), m.activation, t);
     return a;
   }
   const MoeSpec& moe = m.moe;
-  const double slots = static_cast<double>(expert_slots(moe, static_cast<std::int64_t>(sb)));
+  const double slots = static_cast<double>(expert_slots(moe, std::llround(expert_layer_tokens(p, m))));
   a.ffn += bytes_of(moe.gate_precision) * sb * moe.experts;  // gate probabilities
   a.ffn += 2 * e * slots * h;                                 // expert inputs and outputs
-  a.ffn += ffn_inner(slots, static_cast<double>(m.expert_ffn()), m.expert_act());
-  if (moe.shared_experts > 0) a.ffn += moe.shared_experts * ffn_inner(sb, static_cast<double>(m.shared_ffn()), m.expert_act());
+  a.ffn += ffn_inner(slots, static_cast<double>(m.expert_ffn()), m.expert_act(), et);
+  if (moe.shared_experts > 0)
+    a.ffn += moe.shared_experts * ffn_inner(sb, static_cast<double>(m.shared_ffn()), m.expert_act(), t);
   return a;
 }
 
@@ -74,7 +77,7 @@ double in_flight_micro_batches(const Plan& p, int stage) {
 std::vector<StageMemory> memory_per_stage(const ModelSpec& m, const Plan& p, std::span<const double> in_flight) {
   std::vector<StageMemory> out;
   const double w = bytes_of(p.precision);
-  const double dp = p.dp, edp = p.edp();
+  const double dp = p.dense_replicas(), edp = p.edp();
   for (const StageParams& sp : params_per_stage(m, p)) {
     StageMemory sm;
     sm.stage = sp.stage;
@@ -106,7 +109,7 @@ std::vector<StageMemory> memory_per_stage(const ModelSpec& m, const Plan& p, std
       per_micro_batch += a;
       largest_layer = std::max(largest_layer, a);
     }
-    const double sb = static_cast<double>(m.seq_len) * p.mbs;
+    const double sb = attention_tokens(p, m);
     if (p.recompute == Recompute::full) {
       // Only each layer's input is kept; backward recomputes one layer at a time.
       per_micro_batch = static_cast<double>(sp.layers.size()) * w * sb * static_cast<double>(m.d_model);
@@ -123,7 +126,7 @@ std::vector<StageMemory> memory_per_stage(const ModelSpec& m, const Plan& p, std
     if (m.is_moe()) {
       bool has_moe = std::any_of(sp.layers.begin(), sp.layers.end(), [&](int l) { return m.is_moe_layer(l); });
       if (has_moe)
-        b.dispatch_buffers = 2 * w * static_cast<double>(expert_slots(m.moe, static_cast<std::int64_t>(sb))) *
+        b.dispatch_buffers = 2 * w * static_cast<double>(expert_slots(m.moe, std::llround(expert_layer_tokens(p, m)))) *
                              static_cast<double>(m.d_model);
     }
     out.push_back(sm);

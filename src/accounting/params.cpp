@@ -68,9 +68,9 @@ std::int64_t router_params(const ModelSpec& m) {
 
 namespace {
 
-// Adds one layer's parameters as held by a rank with the given tp and experts_here
-// routed experts of that layer.
-void add_layer(const ModelSpec& m, int layer, int tp, int experts_here, ParamBreakdown& b) {
+// Adds one layer's parameters as held by a rank with the given tp, expert tp (etp) and
+// experts_here routed experts of that layer. Shared experts split as the dense layers do.
+void add_layer(const ModelSpec& m, int layer, int tp, int etp, int experts_here, ParamBreakdown& b) {
   b.attention += attention_params(m, tp);
   b.norms += 2 * norm_params(m);
   if (!m.is_moe_layer(layer)) {
@@ -79,7 +79,7 @@ void add_layer(const ModelSpec& m, int layer, int tp, int experts_here, ParamBre
   }
   b.router += router_params(m);
   b.shared_experts += m.moe.shared_experts * shared_expert_params(m, tp);
-  b.routed_experts += experts_here * expert_ffn_params(m, tp);
+  b.routed_experts += experts_here * expert_ffn_params(m, etp);
 }
 
 void finish(const ModelSpec& m, bool first, bool last, int tp, ParamBreakdown& b) {
@@ -99,7 +99,7 @@ void finish(const ModelSpec& m, bool first, bool last, int tp, ParamBreakdown& b
 
 ParamCounts count_params(const ModelSpec& m) {
   ParamCounts c;
-  for (int i = 0; i < m.layers; ++i) add_layer(m, i, 1, m.is_moe() ? m.moe.experts : 0, c.by_kind);
+  for (int i = 0; i < m.layers; ++i) add_layer(m, i, 1, 1, m.is_moe() ? m.moe.experts : 0, c.by_kind);
   finish(m, true, true, 1, c.by_kind);
   c.total = c.by_kind.total();
   c.expert = c.by_kind.expert();
@@ -111,7 +111,7 @@ ParamCounts count_params(const ModelSpec& m) {
 
 std::int64_t largest_sharded_unit_params(const ModelSpec& m, const Plan& p, const StageParams& s) {
   auto sharded = [&](const ParamBreakdown& b) {
-    return (p.dp > 1 ? b.non_expert() : 0) + (p.edp() > 1 ? b.expert() : 0);
+    return (p.dense_replicas() > 1 ? b.non_expert() : 0) + (p.edp() > 1 ? b.expert() : 0);
   };
   ParamBreakdown embedding;
   embedding.embedding = s.by_kind.embedding;
@@ -125,7 +125,7 @@ std::int64_t largest_sharded_unit_params(const ModelSpec& m, const Plan& p, cons
   }
   for (const int layer : s.layers) {
     ParamBreakdown b;
-    add_layer(m, layer, p.tp, m.is_moe() ? m.moe.experts / p.ep : 0, b);
+    add_layer(m, layer, p.tp, p.expert_tp(), m.is_moe() ? m.moe.experts / p.ep : 0, b);
     largest = std::max(largest, sharded(b));
   }
   return largest;
@@ -161,7 +161,7 @@ std::vector<StageParams> params_per_stage(const ModelSpec& m, const Plan& p) {
     StageParams sp;
     sp.stage = s;
     sp.layers = stage_layers(m, p, s);
-    for (int layer : sp.layers) add_layer(m, layer, p.tp, experts_here, sp.by_kind);
+    for (int layer : sp.layers) add_layer(m, layer, p.tp, p.expert_tp(), experts_here, sp.by_kind);
     finish(m, s == 0, s == p.pp - 1, p.tp, sp.by_kind);
     sp.total = sp.by_kind.total();
     sp.expert = sp.by_kind.expert();

@@ -222,7 +222,7 @@ Comparison compare_with_simulation(const ModelSpec& model, const Plan& plan, con
   RoutingSpec routing;
   if (model.is_moe()) {
     routing = parse_routing("trace:" + trace_file);
-    load = route_tokens(model, routing, static_cast<std::int64_t>(plan.mbs) * model.seq_len);
+    load = route_tokens(model, routing, routed_tokens(plan, model));
   }
   const std::string sim_trace = trace_file + ".predicted.json";
   c.predicted = simulate_event(model, plan, cluster, profile, load ? &*load : nullptr, sim_trace);

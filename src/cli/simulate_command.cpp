@@ -56,7 +56,7 @@ Command add_simulate(CLI::App& app) {
             const ModelSpec model = gate ? model_at_step(configured, routing, args->step) : configured;
             std::optional<ExpertLoad> load;
             if (model.is_moe())
-              load = route_tokens(model, routing, static_cast<std::int64_t>(plan.mbs) * model.seq_len);
+              load = route_tokens(model, routing, routed_tokens(plan, model));
             const ExpertLoad* l = load ? &*load : nullptr;
             SimResult r = args->tier == "event" || !args->trace.empty()
                               ? simulate_event(model, plan, cluster, profile, l, args->trace)

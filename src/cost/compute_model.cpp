@@ -152,7 +152,10 @@ std::vector<OpCost> layer_forward_ops(const Profile& p, const ModelSpec& m, cons
   // Causal attention: the kernels skip the masked half of the s x s scores.
   const double attn_flops = 2 * T * s * (q_width + v_width) / t / 2;
   if (plan.attention == AttentionImpl::flash) {
-    OpCost op = stream_op("attention", "attention", e * T * (q_width + kv_width + v_width) / t);
+    // Reads the rank's queries and writes its outputs; reads the keys and values of the
+    // whole sequence (under cp, the chunks the ring brings in too).
+    const double all_tokens = static_cast<double>(plan.mbs) * s;
+    OpCost op = stream_op("attention", "attention", e * (T * (q_width + v_width) + all_tokens * kv_width) / t);
     op.flops = attn_flops;
     add(op, p.compute.attention_efficiency.value);
   } else {
@@ -166,15 +169,18 @@ std::vector<OpCost> layer_forward_ops(const Profile& p, const ModelSpec& m, cons
   add_linear(gemm_op("attention_out", "attention", T, h, v_width / t, le));
   add(stream_op("residual_norm", "norm", 3 * e * norm_tokens * h, 1, "layer_norm"), 1.0);
 
-  auto ffn = [&](const char* name, const char* category, double tokens, double hidden, Activation act, int experts) {
+  // `split`: the tensor-parallel ways the hidden dim is cut (tp, or etp for routed experts).
+  auto ffn = [&](const char* name, const char* category, double tokens, double hidden, Activation act, int experts,
+                 double split) {
     const double branches = act == Activation::swiglu ? 2.0 : 1.0;
-    add_linear(gemm_op(std::string(name) + "_fc1", category, tokens, branches * hidden / t, h, le, experts));
-    add(stream_op(std::string(name) + "_activation", category, e * tokens * hidden / t * (branches + 1), 1, "bias_gelu"),
+    add_linear(gemm_op(std::string(name) + "_fc1", category, tokens, branches * hidden / split, h, le, experts));
+    add(stream_op(std::string(name) + "_activation", category, e * tokens * hidden / split * (branches + 1), 1,
+                  "bias_gelu"),
         1.0);
-    add_linear(gemm_op(std::string(name) + "_fc2", category, tokens, h, hidden / t, le, experts));
+    add_linear(gemm_op(std::string(name) + "_fc2", category, tokens, h, hidden / split, le, experts));
   };
   if (!m.is_moe_layer(layer)) {
-    ffn("ffn", "ffn", T, static_cast<double>(m.ffn_dim), m.activation, 1);
+    ffn("ffn", "ffn", T, static_cast<double>(m.ffn_dim), m.activation, 1, t);
     return ops;
   }
   const double E = m.moe.experts, k = m.moe.top_k;
@@ -182,9 +188,11 @@ std::vector<OpCost> layer_forward_ops(const Profile& p, const ModelSpec& m, cons
   add(stream_op("topk", "moe_gate", 2.0 * 4.0 * T * E, 1, "gate"), 1.0);
   add(stream_op("permute", "moe_permute", 2 * e * T * k * h, 1, "permute"), 1.0);
   const int local_experts = std::max(1, m.moe.experts / plan.ep);
-  ffn("expert", "moe_experts", expert_tokens, static_cast<double>(m.expert_ffn()), m.expert_act(), local_experts);
+  ffn("expert", "moe_experts", expert_tokens, static_cast<double>(m.expert_ffn()), m.expert_act(), local_experts,
+      plan.expert_tp());
   if (m.moe.shared_experts > 0)
-    ffn("shared_expert", "moe_shared", T, static_cast<double>(m.shared_ffn()) * m.moe.shared_experts, m.expert_act(), 1);
+    ffn("shared_expert", "moe_shared", T, static_cast<double>(m.shared_ffn()) * m.moe.shared_experts, m.expert_act(), 1,
+        t);
   add(stream_op("unpermute", "moe_permute", 2 * e * T * k * h, 1, "unpermute"), 1.0);
   return ops;
 }

@@ -117,11 +117,12 @@ nlohmann::ordered_json describe_json(const DescribeInput& in) {
   j["memory"] = memory;
 
   if (m.is_moe()) {
-    const std::int64_t tokens = static_cast<std::int64_t>(p.mbs) * m.seq_len;
+    const std::int64_t tokens = routed_tokens(p, m);
     auto cap = expert_capacity(m.moe, tokens);
     j["moe"] = {{"tokens_per_rank_per_micro_batch", tokens},
                 {"capacity_per_expert", cap ? nlohmann::ordered_json(*cap) : nlohmann::ordered_json(nullptr)},
                 {"experts_per_rank", m.moe.experts / p.ep},
+                {"expert_tensor_parallel", p.expert_tp()},
                 {"expert_data_parallel", p.edp()}};
   }
   if (in.cluster) j["cluster"] = {{"name", in.cluster->name}, {"gpus", in.cluster->total_gpus()}, {"gpu", to_string(in.cluster->gpu)}};

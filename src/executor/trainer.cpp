@@ -114,6 +114,8 @@ void check_runnable(const ModelSpec& m, const Plan& p, const std::string& model_
   // The simulator prices these; the executor does not run them (its norms run on every
   // token of each tensor-parallel rank, its GEMMs in the plan's precision).
   if (p.sp) unsupported(plan_file, "sp", "expected false");
+  if (p.cp > 1) unsupported(plan_file, "cp", "expected 1 (no ring attention in the executor)");
+  if (p.etp > 0 && p.etp != p.tp) unsupported(plan_file, "etp", "expected tp (experts split as the dense layers)");
   if (p.fp8 != Fp8::none) unsupported(plan_file, "fp8", "expected none");
   if (p.first_stage_layers > 0) unsupported(plan_file, "first_stage_layers", "expected 0 (even stages)");
   if (p.last_stage_layers > 0) unsupported(plan_file, "last_stage_layers", "expected 0 (even stages)");

@@ -2,6 +2,7 @@
 #include "src/plan/plan.hpp"
 
 #include <charconv>
+#include <cmath>
 #include <filesystem>
 #include <set>
 
@@ -23,12 +24,12 @@ constexpr std::pair<std::string_view, ExpertPlacement> kPlacement[] = {
     {"contiguous", ExpertPlacement::contiguous}, {"round_robin", ExpertPlacement::round_robin}};
 
 // Keys whose inline values are integers; everything else stays a string, except booleans.
-const std::set<std::string, std::less<>> kIntegerKeys{"dp", "tp", "pp", "ep", "mbs", "gbs", "zero", "vpp",
+const std::set<std::string, std::less<>> kIntegerKeys{"dp", "tp", "pp", "ep", "cp", "etp", "mbs", "gbs", "zero", "vpp",
                                                       "first_stage_layers", "last_stage_layers"};
 const std::set<std::string, std::less<>> kBooleanKeys{"master_weights", "sp", "dist_opt"};
 // Keys plan_to_json writes only when they differ from their default, and a spelling of zero=1.
-const std::set<std::string, std::less<>> kOptionalKeys{"sp", "grad_dtype", "dist_opt", "fp8", "first_stage_layers",
-                                                       "last_stage_layers"};
+const std::set<std::string, std::less<>> kOptionalKeys{"cp", "etp", "sp", "grad_dtype", "dist_opt", "fp8",
+                                                       "first_stage_layers", "last_stage_layers"};
 
 constexpr std::int64_t kMaxDegree = 1 << 20;
 
@@ -36,10 +37,19 @@ constexpr std::int64_t kMaxDegree = 1 << 20;
 
 void check_plan_rules(const Plan& p, const std::string& source) {
   auto fail = [&](const char* field, const std::string& msg) { throw InputError(source, field, msg); };
-  if (static_cast<std::int64_t>(p.dp) * p.tp * p.pp > kMaxDegree)
-    fail("dp", "expected dp*tp*pp <= " + std::to_string(kMaxDegree));
-  if (p.dp % p.ep != 0)
-    fail("ep", "expected a divisor of dp (" + std::to_string(p.dp) + "): experts are sharded inside the data-parallel group, got " + std::to_string(p.ep));
+  if (static_cast<std::int64_t>(p.dp) * p.tp * p.pp * p.cp > kMaxDegree)
+    fail("dp", "expected dp*tp*pp*cp <= " + std::to_string(kMaxDegree));
+  // The MoE layers refold a stage's tp*cp*dp ranks as etp*ep*edp (plan.hpp); with etp
+  // unset that is ep dividing dp*cp.
+  const std::int64_t stage_ranks = static_cast<std::int64_t>(p.tp) * p.cp * p.dp;
+  if (p.etp == 0 && (p.dp * p.cp) % p.ep != 0)
+    fail("ep", std::string("expected a divisor of dp") + (p.cp > 1 ? "*cp" : "") + " (" + std::to_string(p.dp * p.cp) +
+                   "): experts are sharded inside the data-parallel group, got " + std::to_string(p.ep));
+  if (p.etp > 0 && stage_ranks % (static_cast<std::int64_t>(p.etp) * p.ep) != 0)
+    fail("etp", "expected etp*ep (" + std::to_string(static_cast<std::int64_t>(p.etp) * p.ep) +
+                    ") to divide the tp*cp*dp GPUs of a pipeline stage (" + std::to_string(stage_ranks) + ")");
+  if (p.cp > 1 && p.attention != AttentionImpl::flash)
+    fail("cp", "expected 1 with attention unfused: ring attention runs on fused attention kernels (attention=flash)");
   std::int64_t per_step = static_cast<std::int64_t>(p.dp) * p.mbs;
   if (p.gbs > 0 && p.gbs % per_step != 0)
     fail("gbs", "expected a multiple of dp*mbs (" + std::to_string(per_step) + "), got " + std::to_string(p.gbs));
@@ -72,6 +82,8 @@ Plan plan_fields_from_json(const nlohmann::json& doc, const std::string& file) {
   p.tp = static_cast<int>(r.integer_or("tp", 1, 1, kMaxDegree));
   p.pp = static_cast<int>(r.integer_or("pp", 1, 1, kMaxDegree));
   p.ep = static_cast<int>(r.integer_or("ep", 1, 1, kMaxDegree));
+  p.cp = static_cast<int>(r.integer_or("cp", 1, 1, kMaxDegree));
+  p.etp = static_cast<int>(r.integer_or("etp", 0, 1, kMaxDegree));
   p.mbs = static_cast<int>(r.integer_or("mbs", 1, 1, 1 << 16));
   p.gbs = r.integer_or("gbs", 0, 1, INT64_C(1) << 40);
   p.zero = static_cast<int>(r.integer_or("zero", 0, 0, 3));
@@ -183,6 +195,8 @@ nlohmann::ordered_json plan_to_json(const Plan& p) {
   j["attention"] = to_string(p.attention);
   j["placement"] = to_string(p.placement);
   // Written only when they differ from their defaults, so plans without them read as before.
+  if (p.cp > 1) j["cp"] = p.cp;
+  if (p.etp > 0) j["etp"] = p.etp;
   if (p.grads() != p.precision) j["grad_dtype"] = to_string(p.grads());
   if (p.sp) j["sp"] = true;
   if (p.fp8 != Fp8::none) j["fp8"] = to_string(p.fp8);
@@ -222,17 +236,21 @@ void check_plan(const Plan& p, const ModelSpec& m, const std::string& source) {
       fail(field, "expected the model's " + std::to_string(m.layers) + " layers less first_stage_layers and last_stage_layers (" +
                       std::to_string(rest) + ") to split evenly over the other " + std::to_string(middle) + " stages, at least one each");
   }
+  // Megatron's load-balanced context parallelism cuts each sequence into 2*cp chunks.
+  if (m.seq_len % (2 * static_cast<std::int64_t>(p.cp)) != 0 && p.cp > 1)
+    fail("cp", "expected 2*cp to divide the model's seq_len (" + std::to_string(m.seq_len) + "), got cp " + std::to_string(p.cp));
   if (p.ep > 1 && !m.is_moe()) fail("ep", "expected 1 for a dense model, got " + std::to_string(p.ep));
+  if (p.etp > 0 && !m.is_moe()) fail("etp", "expected no etp for a dense model, got " + std::to_string(p.etp));
   if (m.is_moe()) {
     divides("ep", p.ep, m.moe.experts, "the model's experts");
-    divides("tp", p.tp, m.expert_ffn(), "the model's expert_ffn_dim");
+    divides(p.etp > 0 ? "etp" : "tp", p.expert_tp(), m.expert_ffn(), "the model's expert_ffn_dim");
     if (m.moe.shared_experts > 0) divides("tp", p.tp, m.shared_ffn(), "the model's shared_expert_ffn_dim");
   }
 }
 
 void check_plan(const Plan& p, const ClusterSpec& c, const std::string& source) {
   if (p.world() > c.total_gpus())
-    throw InputError(source, "dp", "expected dp*tp*pp (" + std::to_string(p.world()) + ") at most the cluster's " +
+    throw InputError(source, "dp", std::string("expected dp*tp*pp") + (p.cp > 1 ? "*cp" : "") + " (" + std::to_string(p.world()) + ") at most the cluster's " +
                                        std::to_string(c.total_gpus()) + " GPUs");
   bool volta = c.gpu == GpuModel::v100_sxm2_16gb || c.gpu == GpuModel::v100_sxm2_32gb;
   if (volta && (p.precision == DType::bf16 || p.optimizer_dtype == DType::bf16))
@@ -242,6 +260,16 @@ void check_plan(const Plan& p, const ClusterSpec& c, const std::string& source) 
     throw InputError(source, "fp8", std::string("expected a GPU with FP8 tensor cores (H100, H200); ") + to_string(c.gpu) +
                                         " has none");
 }
+
+double attention_tokens(const Plan& p, const ModelSpec& m) {
+  return static_cast<double>(p.mbs) * static_cast<double>(m.seq_len) / p.cp;
+}
+
+double expert_layer_tokens(const Plan& p, const ModelSpec& m) {
+  return attention_tokens(p, m) * p.expert_tp() / p.tp;
+}
+
+std::int64_t routed_tokens(const Plan& p, const ModelSpec& m) { return std::llround(expert_layer_tokens(p, m)); }
 
 const char* to_string(Recompute r) { return name_of(r, kRecompute); }
 const char* to_string(Schedule s) { return name_of(s, kSchedules); }

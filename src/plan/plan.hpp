@@ -1,5 +1,5 @@
-// Plan: how a model is split over GPUs (dp, tp, pp, ep), batched, sharded (ZeRO/FSDP),
-// scheduled and recomputed. From a JSON file or inline ("dp=2,tp=2,pp=2,ep=4,mbs=1,gbs=64");
+// Plan: how a model is split over GPUs (dp, tp, pp, cp, ep, etp), batched, sharded
+// (ZeRO/FSDP), scheduled and recomputed. From a JSON file or inline ("dp=2,tp=2,pp=2,ep=4,mbs=1,gbs=64");
 // check_plan() validates it against a model and a cluster.
 #pragma once
 
@@ -27,6 +27,15 @@ struct Plan {
   int tp = 1;
   int pp = 1;
   int ep = 1;     // expert-parallel group, carved out of the data-parallel group
+  // Context parallelism (Megatron's --context-parallel-size): each rank of a cp group holds
+  // 1/cp of every sequence (two chunks, for causal balance) and runs ring attention over
+  // the group's keys and values. Dense weights are replicated over dp x cp.
+  int cp = 1;
+  // Expert tensor parallelism (Megatron's --expert-tensor-parallel-size; 0: tp). The MoE
+  // layers refold a stage's tp x cp x dp ranks as etp x ep x edp ("MoE parallel
+  // folding"): experts split etp ways, ep groups may span tensor- and context-parallel
+  // ranks, and each rank carries tokens of 1/(tp cp / etp) of its attention group.
+  int etp = 0;
   int mbs = 1;    // micro-batch size, sequences
   std::int64_t gbs = 0;  // global batch, sequences; 0 = dp * mbs
   int zero = 0;   // 0 none, 1 optimizer, 2 + gradients, 3 + weights (FSDP)
@@ -57,13 +66,25 @@ struct Plan {
   int first_stage_layers = 0;
   int last_stage_layers = 0;
 
-  int world() const { return dp * tp * pp; }
-  int edp() const { return dp / ep; }  // expert-data-parallel group: replicas of each expert
+  int world() const { return dp * tp * pp * cp; }
+  int expert_tp() const { return etp > 0 ? etp : tp; }
+  // Ranks holding the same shard of the dense weights: their gradients reduce over dp x cp.
+  int dense_replicas() const { return dp * cp; }
+  // Expert-data-parallel group: replicas of each expert shard.
+  int edp() const { return dp * cp * tp / (expert_tp() * ep); }
   std::int64_t global_batch() const { return gbs > 0 ? gbs : static_cast<std::int64_t>(dp) * mbs; }
   std::int64_t micro_batches() const { return global_batch() / (static_cast<std::int64_t>(dp) * mbs); }
 
   bool operator==(const Plan&) const = default;
 };
+
+// Tokens of one micro-batch one rank carries through attention and the dense layers
+// (the sequence split over cp), and through the routed experts (after the MoE layers'
+// refolding; equal to the former when etp = tp).
+double attention_tokens(const Plan& plan, const ModelSpec& model);
+double expert_layer_tokens(const Plan& plan, const ModelSpec& model);
+// The tokens whose routing one rank computes per micro-batch (its routing sample's size).
+std::int64_t routed_tokens(const Plan& plan, const ModelSpec& model);
 
 // Inline form: comma-separated key=value with the keys of the file form.
 Plan parse_inline_plan(const std::string& text);

@@ -26,23 +26,22 @@ struct Scorer {
   const Profile& profile;
   const RoutingSpec& routing;
   double memory_limit;
-  std::map<int, ExpertLoad> loads;  // by micro-batch size, from sample_routing
+  std::map<std::int64_t, ExpertLoad> loads;  // by routed tokens per micro-batch, from sample_routing
 
-  const ExpertLoad* load(const Plan& p) const { return model.is_moe() ? &loads.at(p.mbs) : nullptr; }
+  const ExpertLoad* load(const Plan& p) const { return model.is_moe() ? &loads.at(routed_tokens(p, model)) : nullptr; }
 
-  // One routing sample per micro-batch size of `plans`, the samples dealt out over the
+  // One routing sample per routed-token count of `plans`, the samples dealt out over the
   // ranks largest first (each costs in proportion to its tokens), then shared.
   void sample_routing(const std::vector<Plan>& plans, Communicator& comm) {
     if (!model.is_moe()) return;
-    std::set<int> sizes;
-    for (const Plan& p : plans) sizes.insert(p.mbs);
+    std::set<std::int64_t> sizes;
+    for (const Plan& p : plans) sizes.insert(routed_tokens(p, model));
     std::vector<std::int64_t> work(static_cast<std::size_t>(comm.size()), 0);
-    std::map<int, ExpertLoad> mine;
+    std::map<std::int64_t, ExpertLoad> mine;
     for (auto it = sizes.rbegin(); it != sizes.rend(); ++it) {
       const auto owner = static_cast<int>(std::min_element(work.begin(), work.end()) - work.begin());
       work[static_cast<std::size_t>(owner)] += *it;
-      if (owner == comm.rank())
-        mine.emplace(*it, route_tokens(model, routing, static_cast<std::int64_t>(*it) * model.seq_len));
+      if (owner == comm.rank()) mine.emplace(*it, route_tokens(model, routing, *it));
     }
     loads = wire::share_loads(comm, mine);
   }

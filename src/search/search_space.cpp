@@ -77,13 +77,16 @@ std::vector<Plan> enumerate_plans(const ModelSpec& m, const ClusterSpec& c, cons
   };
   for (int tp : choices(s, "tp", ints(world), b.tp)) {
     if (tp > max_tp || !divides_model(m, tp)) continue;
-    for (int pp : choices(s, "pp", ints(world / tp), b.pp)) {
+    // Context parallelism and expert tensor parallelism are the base plan's, not searched.
+    if ((world / tp) % b.cp != 0) continue;
+    for (int pp : choices(s, "pp", ints(world / tp / b.cp), b.pp)) {
       if (pp > max_pp || m.layers % pp != 0) continue;
-      const int dp = world / (tp * pp);
+      const int dp = world / (tp * pp * b.cp);
       if (s.fixed.contains("dp") && dp != b.dp) continue;
       if (gbs % dp != 0) continue;
-      for (int ep : choices(s, "ep", ints(dp), b.ep)) {
+      for (int ep : choices(s, "ep", ints(static_cast<std::int64_t>(dp) * b.cp), b.ep)) {
         if (experts % ep != 0) continue;
+        if (b.etp > 0 && (tp * b.cp * dp) % (b.etp * ep) != 0) continue;
         for (int mbs : choices(s, "mbs", ints(gbs / dp), b.mbs)) {
           if (mbs > s.max_mbs && !s.fixed.contains("mbs")) continue;
           const std::int64_t micro_batches = gbs / (static_cast<std::int64_t>(dp) * mbs);
@@ -126,6 +129,7 @@ std::vector<Plan> enumerate_plans(const ModelSpec& m, const ClusterSpec& c, cons
                   p.zero = zero;
                   p.recompute = rc;
                   p.placement = placement;
+                  p.sp = b.sp && tp > 1;  // sequence parallelism splits what tp replicates
                   plans.push_back(p);
                 }
           }

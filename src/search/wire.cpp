@@ -58,19 +58,19 @@ std::vector<std::uint64_t> broadcast_indices(Communicator& comm, const std::vect
   return out;
 }
 
-std::map<int, ExpertLoad> share_loads(Communicator& comm, const std::map<int, ExpertLoad>& mine) {
+std::map<std::int64_t, ExpertLoad> share_loads(Communicator& comm, const std::map<std::int64_t, ExpertLoad>& mine) {
   std::string bytes;
-  for (const auto& [mbs, load] : mine) {
-    put(bytes, mbs);
+  for (const auto& [tokens, load] : mine) {
+    put(bytes, tokens);
     bytes += pack_load(load);
   }
   std::string all;
   for (const std::string& part : comm.gather_strings(bytes)) all += part;
   all = comm.broadcast_bytes(all);
-  std::map<int, ExpertLoad> out;
+  std::map<std::int64_t, ExpertLoad> out;
   for (std::size_t at = 0; at < all.size();) {
-    const int mbs = get<int>(all, at);
-    out.emplace(mbs, unpack_load(all, at));
+    const auto tokens = get<std::int64_t>(all, at);
+    out.emplace(tokens, unpack_load(all, at));
   }
   return out;
 }

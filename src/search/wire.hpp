@@ -27,8 +27,9 @@ std::vector<Score> gather_scores(Communicator& comm, const std::vector<Score>& m
 // Rank 0's indices, on every rank.
 std::vector<std::uint64_t> broadcast_indices(Communicator& comm, const std::vector<std::uint64_t>& indices);
 
-// Routing samples keyed by micro-batch size: each rank's own, merged, on every rank.
-std::map<int, ExpertLoad> share_loads(Communicator& comm, const std::map<int, ExpertLoad>& mine);
+// Routing samples keyed by the tokens a rank routes per micro-batch: each rank's own,
+// merged, on every rank.
+std::map<std::int64_t, ExpertLoad> share_loads(Communicator& comm, const std::map<std::int64_t, ExpertLoad>& mine);
 
 std::string pack_load(const ExpertLoad& load);
 // Reads one load from `bytes` at `at`, advancing it; throws std::runtime_error when short.

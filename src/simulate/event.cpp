@@ -22,19 +22,19 @@ struct Run {
   LoweredIteration lowered;
 };
 
-// Global rank of (tensor-parallel rank t, data-parallel rank d, stage s) in Megatron's
-// order (placement.hpp).
-int rank_of(const Plan& p, int t, int d, int s) { return t + p.tp * (d + p.dp * s); }
-
-// Stage s's data-parallel groups (one per tensor-parallel rank) or, for expert weights,
-// its expert-data-parallel groups (one per tensor-parallel rank and expert-parallel rank).
+// Stage s's data-parallel groups over the dense weights' replicas (one per tensor-parallel
+// rank, spanning dp x cp) or, for expert weights, its expert-data-parallel groups (one per
+// expert tensor-parallel rank and expert-parallel rank), in Megatron-Core's rank order
+// (placement.hpp): rank = local + stage * (tp cp dp).
 std::vector<std::vector<int>> dp_groups(const Plan& p, int s, bool expert) {
   std::vector<std::vector<int>> out;
-  const int stride = expert ? p.ep : 1, size = expert ? p.edp() : p.dp;
-  for (int t = 0; t < p.tp; ++t)
-    for (int e = 0; e < stride; ++e) {
+  const int stage_ranks = p.tp * p.cp * p.dp;
+  const int t_ways = expert ? p.expert_tp() : p.tp, e_ways = expert ? p.ep : 1;
+  const int size = expert ? p.edp() : p.dense_replicas();
+  for (int t = 0; t < t_ways; ++t)
+    for (int e = 0; e < e_ways; ++e) {
       std::vector<int> g;
-      for (int j = 0; j < size; ++j) g.push_back(rank_of(p, t, e + stride * j, s));
+      for (int j = 0; j < size; ++j) g.push_back(t + t_ways * (e + e_ways * j) + stage_ranks * s);
       out.push_back(std::move(g));
     }
   return out;
@@ -43,8 +43,8 @@ std::vector<std::vector<int>> dp_groups(const Plan& p, int s, bool expert) {
 // Every rank of stage `from` sending to its counterpart on stage `to`.
 std::vector<std::vector<int>> stage_pairs(const Plan& p, int from, int to) {
   std::vector<std::vector<int>> out;
-  for (int d = 0; d < p.dp; ++d)
-    for (int t = 0; t < p.tp; ++t) out.push_back({rank_of(p, t, d, from), rank_of(p, t, d, to)});
+  const int stage_ranks = p.tp * p.cp * p.dp;
+  for (int r = 0; r < stage_ranks; ++r) out.push_back({r + stage_ranks * from, r + stage_ranks * to});
   return out;
 }
 
@@ -66,8 +66,7 @@ void attach_flows(StageWork& w, const ModelSpec& m, const Plan& p, const Cluster
   w.fsdp_gather_flows = chain(fsdp_gather_collectives(p, stage));
   if (p.pp > 1) {
     // Activations forward and gradients back are the same size (stage_cost.cpp).
-    const double bytes = bytes_of(p.precision) * static_cast<double>(p.mbs) * static_cast<double>(m.seq_len) *
-                         static_cast<double>(m.d_model) / p.tp;
+    const double bytes = bytes_of(p.precision) * attention_tokens(p, m) * static_cast<double>(m.d_model) / p.tp;
     auto send = [&](int to) -> CommFlows {
       auto f = std::make_shared<const PreparedFlows>(
           prepare_collective_flows(net, c, prof, {Collective::send_recv, stage_pairs(p, stage.stage, to), bytes}));

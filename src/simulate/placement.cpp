@@ -15,10 +15,12 @@ GroupLayout group_layout(const Plan& p, const ClusterSpec& c) {
   const int g = c.gpus_per_node;
   GroupLayout l;
   l.tp = strided_group(p.tp, 1, g);
-  l.dp = strided_group(p.dp, p.tp, g);
-  l.ep = strided_group(p.ep, p.tp, g);
-  l.edp = strided_group(p.edp(), p.tp * p.ep, g);
-  l.pp_crosses_nodes = p.pp > 1 && p.dp * p.tp >= g;
+  l.cp = strided_group(p.cp, p.tp, g);
+  l.dp = strided_group(p.dense_replicas(), p.tp, g);
+  const int etp = p.expert_tp();
+  l.ep = strided_group(p.ep, etp, g);
+  l.edp = strided_group(p.edp(), etp * p.ep, g);
+  l.pp_crosses_nodes = p.pp > 1 && p.dp * p.tp * p.cp >= g;
   return l;
 }
 

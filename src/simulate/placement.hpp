@@ -1,6 +1,8 @@
-// Where the ranks of each parallel group sit. Ranks are laid out as Megatron does: tensor
-// parallel fastest, then data parallel (the expert-parallel group is a contiguous block of
-// it), then pipeline stages; GPUs fill nodes in rank order.
+// Where the ranks of each parallel group sit. Ranks are laid out as Megatron-Core does
+// (tp-cp-ep-dp-pp): tensor parallel fastest, then context parallel, then data parallel,
+// then pipeline stages; the MoE layers read the same stage's ranks as expert tensor
+// parallel fastest, then expert parallel, then expert data parallel. GPUs fill nodes in
+// rank order.
 #pragma once
 
 #include "src/cluster/cluster_spec.hpp"
@@ -10,7 +12,7 @@
 namespace moesim {
 
 struct GroupLayout {
-  GroupPlacement tp, dp, ep, edp;
+  GroupPlacement tp, cp, dp, ep, edp;  // dp: the dense weights' replicas, dp x cp
   bool pp_crosses_nodes = false;  // neighbouring stages on different nodes
 };
 

@@ -2,10 +2,12 @@
 #include "src/simulate/stage_cost.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include "src/accounting/capacity.hpp"
 #include "src/accounting/flops.hpp"
 #include "src/accounting/memory.hpp"
+#include "src/accounting/ring_attention.hpp"
 #include "src/cost/comm_model.hpp"
 #include "src/cost/compute_model.hpp"
 
@@ -14,11 +16,11 @@ namespace moesim {
 StageTime stage_time(const ModelSpec& m, const Plan& p, const ClusterSpec& c, const Profile& prof,
                      const GroupLayout& groups, const StageParams& stage, const ExpertLoad* load) {
   StageTime st;
-  const double T = static_cast<double>(p.mbs) * static_cast<double>(m.seq_len);
+  const double T = attention_tokens(p, m);
   const double e = bytes_of(p.precision), h = static_cast<double>(m.d_model);
   // Expert token slots of the busiest rank: the padded buffers when there is a capacity,
   // else what the routing puts on the most-loaded rank.
-  double slots = m.is_moe() ? static_cast<double>(expert_slots(m.moe, static_cast<std::int64_t>(T))) : 0.0;
+  double slots = m.is_moe() ? static_cast<double>(expert_slots(m.moe, std::llround(expert_layer_tokens(p, m)))) : 0.0;
   if (m.is_moe() && load && !load->capacity) slots = rank_load(*load, p.ep, p.placement).max_tokens;
   auto account = [&](const std::vector<OpCost>& ops, bool recomputed, bool selective_only) {
     for (const OpCost& op : ops) {
@@ -54,10 +56,25 @@ StageTime stage_time(const ModelSpec& m, const Plan& p, const ClusterSpec& c, co
     // Megatron: two all-reduces of the layer's output per pass (attention and FFN), forward and backward.
     if (p.tp > 1)
       st.comm["tp_all_reduce"] += 4 * collective_cost(prof, c, Collective::all_reduce, groups.tp, e * T * h).seconds;
+    if (p.cp > 1) {
+      // Ring attention: each hop's exchange hides behind one block (1/cp) of the attention
+      // core; what is left over is exposed. Backward moves twice the bytes beside twice the
+      // compute.
+      double core = 0;
+      for (const OpCost& op : ops)
+        if (op.name == "attention") core += op.seconds;
+      const RingExchange ring = ring_attention_exchange(m, p);
+      const double hop = collective_cost(prof, c, Collective::send_recv, GroupPlacement{2, groups.cp.nodes > 1 ? 2 : 1},
+                                         ring.step_bytes).seconds;
+      const double hop_back = collective_cost(prof, c, Collective::send_recv,
+                                              GroupPlacement{2, groups.cp.nodes > 1 ? 2 : 1}, 2 * ring.step_bytes).seconds;
+      st.comm["cp_ring_exchange"] += ring.steps * (std::max(0.0, hop - core / p.cp) + std::max(0.0, hop_back - 2 * core / p.cp));
+    }
     if (m.is_moe_layer(layer) && p.ep > 1) {
       // Dispatch and combine, forward and backward: each rank sends its E x capacity buffer
-      // (fairseq pads to capacity) or k x tokens when dropless.
-      const double bytes = e * slots * h / p.tp;
+      // (fairseq pads to capacity) or k x tokens when dropless, split over the experts'
+      // tensor-parallel ranks.
+      const double bytes = e * slots * h / p.expert_tp();
       st.comm["ep_all_to_all"] += 4 * collective_cost(prof, c, Collective::all_to_all, groups.ep, bytes).seconds;
     }
     std::swap(one, st);
@@ -120,7 +137,7 @@ DpCosts dp_costs(const Plan& p, const ClusterSpec& c, const Profile& prof, const
   d.grad_reduce = price(grad_reduce_collectives(p, stage));
   d.fsdp_gather = price(fsdp_gather_collectives(p, stage));
   const double ne = static_cast<double>(stage.non_expert), ex = static_cast<double>(stage.expert);
-  const double held = p.zero >= 1 ? ne / p.dp + ex / p.edp() : ne + ex;
+  const double held = p.zero >= 1 ? ne / p.dense_replicas() + ex / p.edp() : ne + ex;
   d.optimizer = optimizer_op(prof, p, held).seconds;
   return d;
 }
