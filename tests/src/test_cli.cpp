@@ -667,6 +667,39 @@ TEST(CliSimulate, TodaysModelsFitTheirPlansOnDgxH100) {
   }
   const nlohmann::json plain = simulate(rows[3], ""), fp8 = simulate(rows[3], ",fp8=hybrid");
   EXPECT_LT(fp8.value("iteration_s", 1e9), plain.value("iteration_s", 0.0));
+  // MoE parallel folding: Mixtral-8x22B's experts unsplit (etp 1) put each ep group of 8
+  // inside a node instead of across four; the all-to-all shrinks, the experts' gradient
+  // reduction (now over 4 replicas of whole experts) grows.
+  const nlohmann::json split = simulate(rows[5], ""), folded = simulate(rows[5], ",etp=1");
+  EXPECT_TRUE(folded.value("fits", false));
+  EXPECT_LT(folded["breakdown"]["exposed_comm_s"].value("ep_all_to_all", 1e9),
+            split["breakdown"]["exposed_comm_s"].value("ep_all_to_all", 0.0) / 2);
+  EXPECT_GT(folded["breakdown"]["exposed_comm_s"].value("dp_all_reduce", 0.0),
+            split["breakdown"]["exposed_comm_s"].value("dp_all_reduce", 1e9));
+  // Context parallelism: same GPUs and batch, half the activations per rank and a ring
+  // exchange in the breakdown.
+  const Row cp1{"qwen3-30b-a3b", "dgx-h100-8node", "dp=64,ep=8,mbs=1,gbs=512,dist_opt=true"};
+  const Row cp2{"qwen3-30b-a3b", "dgx-h100-8node", "dp=32,cp=2,ep=8,mbs=1,gbs=512,dist_opt=true"};
+  const nlohmann::json one = simulate(cp1, ""), two = simulate(cp2, "");
+  EXPECT_TRUE(two["breakdown"]["exposed_comm_s"].contains("cp_ring_exchange"));
+  EXPECT_LT(two["memory"].value("peak_per_rank_bytes", 1e30), one["memory"].value("peak_per_rank_bytes", 0.0));
+}
+
+TEST(CliSimulate, ContextAndExpertTensorParallelPlansThatDoNotDivideExitTwo) {
+  const std::string model = "simulate --model configs/models/qwen3-30b-a3b.json ";
+  const BadRun cases[] = {
+      {"--cluster configs/clusters/dgx-h100-8node.json --plan dp=8,cp=3,attention=flash", "moesim: dp=8,cp=3,attention=flash: field 'cp': expected 2*cp to divide the model's seq_len (4096), got cp 3"},
+      {"--cluster configs/clusters/dgx-h100-8node.json --plan dp=8,tp=2,ep=8,etp=3", "moesim: --plan 'dp=8,tp=2,ep=8,etp=3': field 'etp': expected etp*ep (24) to divide the tp*cp*dp GPUs of a pipeline stage (16)"},
+      {"--plan dp=8,precision=bf16,fp8=hybrid --cluster configs/clusters/dgx-a100.json", "field 'fp8': expected a GPU with FP8 tensor cores"},
+  };
+  for (const BadRun& c : cases) {
+    SCOPED_TRACE(c.args);
+    const Outcome r = run(model + c.args);
+    EXPECT_EQ(r.code, 2) << r.err;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+  }
 }
 
 }  // namespace
