@@ -362,7 +362,12 @@ void map_plan(ForeignObject& a, ImportResult& out, std::optional<std::int64_t> l
   p.pp = static_cast<int>(a.opt_integer("pipeline_model_parallel_size", 1, kMax).value_or(1));
   a.consume("transformer_pipeline_model_parallel_size");
   const std::int64_t cp = a.opt_integer("context_parallel_size", 1, kMax).value_or(1);
-  if (cp > 1) rep.note("context_parallel_size " + num(cp) + ": context parallelism is not in moesim's plans; dp = world / (tp * pp * cp)");
+  p.cp = static_cast<int>(cp);
+  if (cp > 1) {
+    rep.map("context_parallel_size " + num(cp), "plan.cp");
+    // moesim's ring attention runs on fused kernels, as Megatron's (Transformer Engine) does.
+    p.attention = AttentionImpl::flash;
+  }
   const std::int64_t model_parallel = std::int64_t{p.tp} * p.pp * cp;
   if (auto dp = a.opt_integer("data_parallel_size", 1, kMax)) {
     p.dp = static_cast<int>(*dp);
@@ -393,8 +398,10 @@ void map_plan(ForeignObject& a, ImportResult& out, std::optional<std::int64_t> l
   }
   a.consume("expert_model_parallel_size");
   a.consume("moe_expert_parallel_size");
-  if (auto etp = a.opt_integer("expert_tensor_parallel_size", 1, kMax); etp && *etp != p.tp)
-    rep.note("expert_tensor_parallel_size " + num(*etp) + " differs from tp: moesim shards experts with tp");
+  if (auto etp = a.opt_integer("expert_tensor_parallel_size", 1, kMax); etp && *etp != p.tp) {
+    p.etp = static_cast<int>(*etp);
+    rep.map("expert_tensor_parallel_size " + num(*etp), "plan.etp");
+  }
   p.mbs = static_cast<int>(a.opt_integer("micro_batch_size", 1, 1 << 16).value_or(1));
   rep.map("micro_batch_size " + num(std::int64_t{p.mbs}), "plan.mbs");
   if (auto gbs = a.opt_integer("global_batch_size", 1, INT64_C(1) << 40)) {

@@ -207,6 +207,34 @@ TEST(ImportMegatron, UnresolvedVariableInAValueThatMatters) {
   EXPECT_EQ(r.plan->precision, DType::fp16);
 }
 
+TEST(ImportMegatron, ContextAndExpertTensorParallelismBecomeCpAndEtp) {
+  // A Megatron-Core Qwen3-30B-A3B style launch with MoE parallel folding: attention on
+  // tp 2 x cp 2 x dp 16, experts on etp 1 x ep 8 x edp 8.
+  const ImportResult r = import_megatron_text(
+      "torchrun pretrain_gpt.py --num-layers 48 --hidden-size 2048 --num-attention-heads 32 --group-query-attention "
+      "--num-query-groups 4 --kv-channels 128 --ffn-hidden-size 6144 --seq-length 8192 --max-position-embeddings 8192 "
+      "--num-experts 128 --moe-router-topk 8 --moe-ffn-hidden-size 768 --swiglu --normalization RMSNorm "
+      "--position-embedding-type rope --untie-embeddings-and-output-weights --disable-bias-linear --bf16 "
+      "--tensor-model-parallel-size 2 --context-parallel-size 2 --expert-model-parallel-size 8 "
+      "--expert-tensor-parallel-size 1 --micro-batch-size 1 --global-batch-size 256 --world-size 64 "
+      "--vocab-size 151936 --use-distributed-optimizer\n");
+  ASSERT_TRUE(r.plan);
+  EXPECT_EQ(r.plan->cp, 2);
+  EXPECT_EQ(r.plan->etp, 1);
+  EXPECT_EQ(r.plan->dp, 16);  // 64 / (tp 2 x cp 2)
+  EXPECT_EQ(r.plan->world(), 64);
+  EXPECT_EQ(r.plan->edp(), 8);
+  EXPECT_EQ(r.plan->attention, AttentionImpl::flash);  // ring attention runs on fused kernels
+  // etp equal to tp is the default and stays unset.
+  const ImportResult same = import_megatron_text(
+      "torchrun pretrain_gpt.py --num-layers 2 --hidden-size 256 --num-attention-heads 4 --seq-length 128 "
+      "--max-position-embeddings 128 --num-experts 4 --tensor-model-parallel-size 2 --expert-tensor-parallel-size 2 "
+      "--world-size 4 --vocab-size 1024\n");
+  ASSERT_TRUE(same.plan);
+  EXPECT_EQ(same.plan->etp, 0);
+  EXPECT_EQ(same.plan->cp, 1);
+}
+
 TEST(ImportMegatron, UnresolvedVariableWhereFlagsBelong) {
   try {
     import_megatron_text("python pretrain_gpt.py $MODEL_ARGS --seq-length 128\n");

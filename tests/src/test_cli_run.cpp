@@ -148,6 +148,8 @@ TEST(CliRun, RefusesWhatItCannotTrainNamingTheField) {
       {"--model " + kTiny + " --plan pp=2,vpp=2,mbs=1,gbs=2,schedule=interleaved", "'schedule'"},
       {"--model " + kTiny + " --plan tp=2,mbs=1,gbs=1,sp=true", "'sp'"},
       {"--model " + kTiny + " --plan dp=1,mbs=1,gbs=1,precision=bf16,fp8=hybrid", "'fp8'"},
+      {"--model " + kTiny + " --plan cp=2,attention=flash,mbs=1,gbs=1", "'cp'"},
+      {"--model " + kTiny + " --plan tp=2,ep=2,etp=1,mbs=1,gbs=1", "'etp'"},
       {"--model configs/models/fairseq-moe-4.1b.json --plan dp=1,mbs=1,gbs=1", "'positions'"},
       {"--model " + kTiny + " --plan dp=2,mbs=1,gbs=2", "dp*tp*pp"},
   };

@@ -104,9 +104,10 @@ class Mutator {
   std::string inline_plan() {
     static const char* keys[] = {"dp", "tp", "pp", "ep", "mbs", "gbs", "zero", "recompute", "schedule",
                                  "vpp", "precision", "master_weights", "optimizer_dtype", "attention", "bogus",
-                                 "sp", "fp8", "grad_dtype", "dist_opt", "first_stage_layers", "last_stage_layers"};
+                                 "sp", "fp8", "grad_dtype", "dist_opt", "first_stage_layers", "last_stage_layers",
+                                 "cp", "etp"};
     static const char* values[] = {"1", "2", "3", "4", "8", "16", "0", "-1", "99999999999999999999", "full",
-                                   "interleaved", "bf16", "true", "x", "", "1.5", "64", "1024", "hybrid", "fp32"};
+                                   "interleaved", "bf16", "true", "x", "", "1.5", "64", "1024", "hybrid", "fp32", "flash"};
     std::string out;
     const std::size_t n = 1 + pick(5);
     for (std::size_t i = 0; i < n; ++i) {
