@@ -17,6 +17,10 @@
 namespace moesim {
 
 int bytes_of(DType d);
+// An activation in FP8 as DeepSeek-V3 quantizes it (technical report, section 3.3.2,
+// fine-grained quantization): one byte an element plus an fp32 scale per 1 x 128 tile.
+inline constexpr double kFp8TileElements = 128;
+inline constexpr double kFp8BytesPerElement = 1.0 + 4.0 / kFp8TileElements;
 
 struct MemoryBreakdown {
   double weights = 0;

@@ -26,9 +26,9 @@ constexpr std::pair<std::string_view, ExpertPlacement> kPlacement[] = {
 // Keys whose inline values are integers; everything else stays a string, except booleans.
 const std::set<std::string, std::less<>> kIntegerKeys{"dp", "tp", "pp", "ep", "cp", "etp", "mbs", "gbs", "zero", "vpp",
                                                       "first_stage_layers", "last_stage_layers"};
-const std::set<std::string, std::less<>> kBooleanKeys{"master_weights", "sp", "dist_opt"};
+const std::set<std::string, std::less<>> kBooleanKeys{"master_weights", "sp", "dist_opt", "fp8_dispatch"};
 // Keys plan_to_json writes only when they differ from their default, and a spelling of zero=1.
-const std::set<std::string, std::less<>> kOptionalKeys{"cp", "etp", "sp", "grad_dtype", "dist_opt", "fp8",
+const std::set<std::string, std::less<>> kOptionalKeys{"cp", "etp", "sp", "grad_dtype", "dist_opt", "fp8", "fp8_dispatch",
                                                        "first_stage_layers", "last_stage_layers"};
 
 constexpr std::int64_t kMaxDegree = 1 << 20;
@@ -63,6 +63,8 @@ void check_plan_rules(const Plan& p, const std::string& source) {
     fail("grad_dtype", std::string("expected fp32 or the precision (") + to_string(p.precision) + ")");
   if (p.fp8 != Fp8::none && p.precision == DType::fp32)
     fail("fp8", "expected precision bf16 or fp16 (FP8 GEMMs keep their weights in 16 bits), got fp32");
+  if (p.fp8_dispatch && p.fp8 == Fp8::none)
+    fail("fp8_dispatch", "expected fp8 e4m3 or hybrid: the dispatch is quantized as the FP8 GEMMs' inputs are");
   for (const auto& [field, n] : {std::pair{"first_stage_layers", p.first_stage_layers}, {"last_stage_layers", p.last_stage_layers}}) {
     if (n == 0) continue;
     if (p.pp < 2) fail(field, "expected 0 unless pp > 1");
@@ -105,6 +107,7 @@ Plan plan_fields_from_json(const nlohmann::json& doc, const std::string& file) {
   p.placement = r.choice_or("placement", ExpertPlacement::contiguous, kPlacement);
   p.sp = r.boolean_or("sp", false);
   p.fp8 = r.choice_or("fp8", Fp8::none, kFp8);
+  p.fp8_dispatch = r.boolean_or("fp8_dispatch", false);
   p.first_stage_layers = static_cast<int>(r.integer_or("first_stage_layers", 0, 0, 1 << 20));
   p.last_stage_layers = static_cast<int>(r.integer_or("last_stage_layers", 0, 0, 1 << 20));
   r.finish();
@@ -200,6 +203,7 @@ nlohmann::ordered_json plan_to_json(const Plan& p) {
   if (p.grads() != p.precision) j["grad_dtype"] = to_string(p.grads());
   if (p.sp) j["sp"] = true;
   if (p.fp8 != Fp8::none) j["fp8"] = to_string(p.fp8);
+  if (p.fp8_dispatch) j["fp8_dispatch"] = true;
   if (p.first_stage_layers > 0) j["first_stage_layers"] = p.first_stage_layers;
   if (p.last_stage_layers > 0) j["last_stage_layers"] = p.last_stage_layers;
   return j;

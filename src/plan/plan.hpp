@@ -59,6 +59,10 @@ struct Plan {
   // throughout, or hybrid (e4m3 forward, e5m2 gradients). Weights, attention's batched
   // GEMMs, the router and the output head stay in `precision`. Needs an FP8 GPU (Hopper).
   Fp8 fp8 = Fp8::none;
+  // The MoE dispatch all-to-all in FP8 (DeepSeek-V3's and DeepEP's): the forward dispatch
+  // carries one byte an element plus an fp32 scale per 1x128 tile; the combine and the
+  // backward all-to-alls stay in `precision`. Needs fp8.
+  bool fp8_dispatch = false;
   // Megatron's --decoder-first-pipeline-num-layers / --decoder-last-pipeline-num-layers:
   // the layers of the first and last pipeline stage (0: an even share), for models whose
   // layers do not split evenly or whose embedding and head make the end stages heavy. The

@@ -74,8 +74,13 @@ StageTime stage_time(const ModelSpec& m, const Plan& p, const ClusterSpec& c, co
       // Dispatch and combine, forward and backward: each rank sends its E x capacity buffer
       // (fairseq pads to capacity) or k x tokens when dropless, split over the experts'
       // tensor-parallel ranks.
-      const double bytes = e * slots * h / p.expert_tp();
-      st.comm["ep_all_to_all"] += 4 * collective_cost(prof, c, Collective::all_to_all, groups.ep, bytes).seconds;
+      const double elements = slots * h / p.expert_tp();
+      auto all_to_all = [&](double bytes) {
+        return collective_cost(prof, c, Collective::all_to_all, groups.ep, bytes).seconds;
+      };
+      // Under fp8_dispatch the forward dispatch goes in FP8 with its tile scales.
+      const double dispatch = p.fp8_dispatch ? all_to_all(elements * kFp8BytesPerElement) : all_to_all(e * elements);
+      st.comm["ep_all_to_all"] += dispatch + 3 * all_to_all(e * elements);
     }
     std::swap(one, st);
     return one;

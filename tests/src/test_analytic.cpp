@@ -9,6 +9,7 @@
 #include "src/model/model_json.hpp"
 #include "src/simulate/analytic.hpp"
 #include "src/simulate/placement.hpp"
+#include "src/simulate/stage_cost.hpp"
 
 namespace moesim {
 namespace {
@@ -165,6 +166,35 @@ TEST(ComputeModel, Fp8LinearsRunAtTheFp8PeakAndTheRestAsBefore) {
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("compute.peak_flops.fp8"), std::string::npos) << e.what();
   }
+}
+
+TEST(CommModel, Fp8DispatchSendsTheForwardDispatchInOneByteWithTileScales) {
+  // Of the four all-to-alls of an MoE layer a micro-batch (dispatch and combine, forward
+  // and backward), fp8_dispatch shrinks the forward dispatch to 1 + 4/128 bytes an
+  // element (DeepSeek-V3's 1 x 128 tiles with fp32 scales); the rest stay in bf16.
+  const ModelSpec m = load_model("configs/models/mixtral-8x7b-v0.1.json");
+  const Profile prof = load_profile("profiles/h100-sxm5-80gb.json");
+  const ClusterSpec c = load_cluster("configs/clusters/dgx-h100-8node.json");
+  const Plan bf16 = parse_inline_plan("dp=64,ep=8,precision=bf16,fp8=hybrid");
+  const Plan fp8 = parse_inline_plan("dp=64,ep=8,precision=bf16,fp8=hybrid,fp8_dispatch=true");
+  const GroupLayout g = group_layout(bf16, c);
+  const StageParams s = params_per_stage(m, bf16)[0];
+  const double a = stage_time(m, bf16, c, prof, g, s, nullptr).comm.at("ep_all_to_all");
+  const double b = stage_time(m, fp8, c, prof, g, s, nullptr).comm.at("ep_all_to_all");
+  const double elements = 2.0 * 4096 * 4096;  // k x tokens slots (dropless) x d
+  auto cost = [&](double bytes) { return collective_cost(prof, c, Collective::all_to_all, g.ep, bytes).seconds; };
+  EXPECT_DOUBLE_EQ(a, m.layers * 4 * cost(2 * elements));
+  EXPECT_DOUBLE_EQ(b, m.layers * (3 * cost(2 * elements) + cost(1.03125 * elements)));
+  EXPECT_LT(b, a);
+  // Without FP8 GEMMs there is no FP8 recipe to dispatch with.
+  try {
+    parse_inline_plan("dp=8,ep=8,precision=bf16,fp8_dispatch=true");
+    ADD_FAILURE() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("field 'fp8_dispatch': expected fp8 e4m3 or hybrid"), std::string::npos) << e.what();
+  }
+  EXPECT_NE(plan_to_inline(fp8).find(",fp8_dispatch=true"), std::string::npos);
+  EXPECT_EQ(plan_to_inline(bf16).find("fp8_dispatch"), std::string::npos);
 }
 
 }  // namespace
