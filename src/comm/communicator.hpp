@@ -71,6 +71,22 @@ class Communicator {
   virtual void send_recv(const float* send, std::size_t send_count, int dst, float* recv, std::size_t recv_count,
                          int src) = 0;
 
+  // One transfer of an exchange: `count` elements of `data` sent to or received from
+  // `peer`. Transfers of different `tag`s never match each other (MPI tags); NCCL, which
+  // has none, matches the transfers between two ranks in the order they are posted.
+  struct Transfer {
+    bool send = true;
+    float* data = nullptr;
+    std::size_t count = 0;
+    int peer = 0;
+    int tag = 0;  // 0 to 7
+  };
+  // Starts every transfer at once and returns when all have completed (Megatron's
+  // batch_isend_irecv: MPI_Isend/MPI_Irecv then MPI_Waitall; NCCL's grouped send/recv),
+  // so that a rank sending to a neighbour that is sending to it never waits on it.
+  // Point-to-point, like send/recv: only the peers named take part.
+  virtual void exchange(std::span<const Transfer> transfers) = 0;
+
   // Ranks of equal `color` form a new communicator, ordered by `key` (then by rank), as
   // MPI_Comm_split: the executor's data-, expert- and tensor-parallel groups. Collective.
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;

@@ -17,6 +17,7 @@ namespace {
 // send/recv.
 constexpr int kSendTag = 1;
 constexpr int kAllToAllVTag = 2;
+constexpr int kExchangeTag = 16;  // to 23: exchange()'s tags 0 to 7
 
 // The staging buffer of a split reduce_scatter holds at most this many elements (1 GiB):
 // only operations whose send buffer exceeds 8 GiB need it.
@@ -325,6 +326,29 @@ void MpiCommunicator::send_recv(const float* send, std::size_t send_count, int d
                        as_int(r), MPI_FLOAT, src, kSendTag, comm_, MPI_STATUS_IGNORE),
           "MPI_Sendrecv");
   }
+}
+
+void MpiCommunicator::exchange(std::span<const Transfer> transfers) {
+  // Receives posted first, so that the sends find them; slices as send/recv cut them, which
+  // MPI keeps in order between two ranks with one tag.
+  std::vector<MPI_Request> requests;
+  for (const bool sends : {false, true})
+    for (const Transfer& t : transfers) {
+      if (t.send != sends) continue;
+      assert(t.tag >= 0 && t.tag < 8);
+      for (std::size_t off = 0; off < t.count; off += limit_) {
+        const int n = as_int(std::min(limit_, t.count - off));
+        requests.emplace_back();
+        if (sends)
+          check(MPI_Isend(t.data + off, n, MPI_FLOAT, t.peer, kExchangeTag + t.tag, comm_, &requests.back()),
+                "MPI_Isend");
+        else
+          check(MPI_Irecv(t.data + off, n, MPI_FLOAT, t.peer, kExchangeTag + t.tag, comm_, &requests.back()),
+                "MPI_Irecv");
+      }
+    }
+  if (requests.empty()) return;
+  check(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
 }
 
 void MpiCommunicator::abort(int code) {

@@ -122,6 +122,21 @@ void NcclCommunicator::send_recv(const float* send, std::size_t send_count, int 
   wait();
 }
 
+void NcclCommunicator::exchange(std::span<const Transfer> transfers) {
+  if (transfers.empty()) return;
+  // One group: NCCL runs its sends and receives together, matching those between two
+  // ranks in the order posted (it has no tags).
+  check(ncclGroupStart(), "ncclGroupStart");
+  for (const Transfer& t : transfers) {
+    if (t.send)
+      check(ncclSend(t.data, t.count, ncclFloat32, t.peer, comm_, stream_), "ncclSend");
+    else
+      check(ncclRecv(t.data, t.count, ncclFloat32, t.peer, comm_, stream_), "ncclRecv");
+  }
+  check(ncclGroupEnd(), "ncclGroupEnd");
+  wait();
+}
+
 float* NcclCommunicator::allocate(std::size_t count) {
   void* p = nullptr;
   check(cudaMalloc(&p, (count > 0 ? count : 1) * sizeof(float)), "cudaMalloc");

@@ -41,6 +41,7 @@ class NcclCommunicator final : public Communicator {
   void recv(float* data, std::size_t count, int peer) override;
   void send_recv(const float* send, std::size_t send_count, int dst, float* recv, std::size_t recv_count,
                  int src) override;
+  void exchange(std::span<const Transfer> transfers) override;
   std::unique_ptr<Communicator> split(int color, int key) override;
   [[noreturn]] void abort(int code) override {
     host_.abort(code);

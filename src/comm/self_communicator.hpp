@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <stdexcept>
+#include <vector>
 
 #include "src/comm/communicator.hpp"
 
@@ -29,6 +30,24 @@ class SelfCommunicator final : public Communicator {
   void send(const float*, std::size_t, int peer) override { no_peer(peer); }
   void recv(float*, std::size_t, int peer) override { no_peer(peer); }
   void send_recv(const float*, std::size_t, int dst, float*, std::size_t, int) override { no_peer(dst); }
+  // Transfers to itself: each receive takes the next send of its tag in the same exchange
+  // (a pipeline of one rank handing a chunk's output to its next chunk).
+  void exchange(std::span<const Transfer> transfers) override {
+    std::vector<bool> taken(transfers.size(), false);
+    for (const Transfer& r : transfers) {
+      if (r.send) continue;
+      if (r.peer != 0) no_peer(r.peer);
+      std::size_t i = 0;
+      while (i < transfers.size() && (taken[i] || !transfers[i].send || transfers[i].tag != r.tag)) ++i;
+      if (i == transfers.size() || transfers[i].count != r.count)
+        throw std::invalid_argument("SelfCommunicator::exchange: a receive with no send of its tag and count");
+      taken[i] = true;
+      std::copy_n(transfers[i].data, r.count, r.data);
+    }
+    for (std::size_t i = 0; i < transfers.size(); ++i)
+      if (transfers[i].send && !taken[i])
+        throw std::invalid_argument("SelfCommunicator::exchange: a send with no receive");
+  }
   std::unique_ptr<Communicator> split(int, int) override { return std::make_unique<SelfCommunicator>(); }
   [[noreturn]] void abort(int code) override { std::exit(code); }
   double max_over_ranks(double value) override { return value; }

@@ -129,6 +129,30 @@ TEST_P(MpiComm, SendRecvRing) {
     EXPECT_EQ(in[i], static_cast<float>(static_cast<size_t>(prev) * 100 + i)) << "element " << i;
 }
 
+// Every rank sends to both neighbours and receives from both in one exchange: each
+// direction on its own tag, and two messages of one tag to the same peer arrive in order
+// (with 2 ranks both neighbours are the one peer).
+TEST_P(MpiComm, ExchangeWithBothNeighbours) {
+  if (n < 2) GTEST_SKIP() << "a ring needs two ranks";
+  const size_t count = 12;
+  const int next = (r + 1) % n, prev = (r + n - 1) % n;
+  std::vector<std::vector<float>> out(3, std::vector<float>(count)), in(3, std::vector<float>(count, -1.0f));
+  for (size_t k = 0; k < 3; ++k)
+    for (size_t i = 0; i < count; ++i) out[k][i] = static_cast<float>(k * 10000 + ur * 100 + i);
+  // Receives listed first: exchange starts them all before it waits for any.
+  const std::vector<Communicator::Transfer> transfers = {
+      {false, in[0].data(), count, prev, 0}, {false, in[1].data(), count, next, 1},
+      {false, in[2].data(), count, prev, 0}, {true, out[0].data(), count, next, 0},
+      {true, out[1].data(), count, prev, 1}, {true, out[2].data(), count, next, 0}};
+  comm.exchange(transfers);
+  for (size_t i = 0; i < count; ++i) {
+    EXPECT_EQ(in[0][i], static_cast<float>(static_cast<size_t>(prev) * 100 + i)) << "element " << i;
+    EXPECT_EQ(in[1][i], static_cast<float>(10000 + static_cast<size_t>(next) * 100 + i)) << "element " << i;
+    EXPECT_EQ(in[2][i], static_cast<float>(20000 + static_cast<size_t>(prev) * 100 + i)) << "element " << i;
+  }
+  comm.exchange({});  // nothing to move: returns at once
+}
+
 TEST_P(MpiComm, MaxOverRanks) {
   EXPECT_EQ(comm.max_over_ranks(1.5 * r), 1.5 * (n - 1));
   EXPECT_EQ(comm.max_over_ranks(-1.0 * r), 0.0);
