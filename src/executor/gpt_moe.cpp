@@ -153,9 +153,9 @@ UnitPadding unit_padding(const ZeroSharding& zero) {
 }  // namespace
 
 Replica::Replica(Backend& b, const ModelSpec& m, const ExpertShard& s, int ep_rank, int tp_size, int tp_index,
-                 int pp, int stage, const ZeroSharding& zero)
+                 int pp, int stage, const ZeroSharding& zero, int vpp)
     : backend(b), model(m), shard(s), tp(tp_size), tp_rank(tp_index),
-      layout(param_layout(m, s, ep_rank, tp, tp_rank, pp, stage, unit_padding(zero))),
+      layout(param_layout(m, s, ep_rank, tp, tp_rank, pp, stage, unit_padding(zero), vpp)),
       dense(b, zero.dense, zero.stage, ParamGroup::dense, layout),
       expert(b, zero.expert, zero.stage, ParamGroup::expert, layout) {
   // Large enough for any bias or shift: experts x max(d, f) covers expert biases.
@@ -267,6 +267,7 @@ struct Pass {
         const Routing& g = a.moe.routing;
         record->aux_loss_sum += g.aux_loss;
         record->gate_stats.push_back(g.stats);
+        record->moe_index.push_back(L.moe_index);
         count_choices(B, g, *record);
       }
     }
@@ -349,6 +350,18 @@ struct Pass {
   }
 };
 
+// Model chunk `chunk` of a stage: its layers [begin, end) of the layout's, and whether it
+// embeds (the model's first) or ends in the head (the model's last).
+struct ChunkSpan {
+  std::size_t begin = 0, end = 0;
+  bool first = true, last = true;
+};
+ChunkSpan chunk_span(const ModelParams& layout, int chunk) {
+  const std::size_t per = layout.layers.size() / z(layout.chunks);
+  return {per * z(chunk), per * z(chunk + 1), layout.first_stage && chunk == 0,
+          layout.last_stage && chunk == layout.chunks - 1};
+}
+
 }  // namespace
 
 Array<float> stage_forward(Replica& r, const StageComms& comms, const MicroBatchInput& in, Array<float> input,
@@ -359,11 +372,12 @@ Array<float> stage_forward(Replica& r, const StageComms& comms, const MicroBatch
   const ModelSpec& m = r.model;
   const Views& v = pass.v;
   const int rows = k.rows, d = k.d, V = k.V;
+  const ChunkSpan span = chunk_span(r.layout, in.chunk);
   result.tokens = rows;
 
-  // The first stage embeds the tokens; the others continue from the previous stage.
+  // The model's first chunk embeds the tokens; the others continue from the previous one.
   Array<float> x;
-  if (r.layout.first_stage) {
+  if (span.first) {
     state.tokens = Array<std::int32_t>(B, z(rows));
     B.upload(state.tokens.data(), in.tokens, z(rows) * sizeof(std::int32_t));
     x = Array<float>(B, k.rd);
@@ -377,9 +391,10 @@ Array<float> stage_forward(Replica& r, const StageComms& comms, const MicroBatch
   // Full recomputation keeps only each layer's input and runs the layer again before its
   // backward; selective drops the attention's softmax (Megatron's choice: the biggest
   // activation and the cheapest to remake).
-  state.acts = std::vector<LayerActs>(r.layout.layers.size());
-  for (std::size_t i = 0; i < state.acts.size(); ++i) {
-    LayerActs& a = state.acts[i];
+  state.acts = std::vector<LayerActs>(span.end - span.begin);
+  for (std::size_t j = 0; j < state.acts.size(); ++j) {
+    const std::size_t i = span.begin + j;
+    LayerActs& a = state.acts[j];
     a.x_in = std::move(x);
     UnitsInUse units(r, true, false);
     units.layer(r.layout.layers[i]);
@@ -393,9 +408,9 @@ Array<float> stage_forward(Replica& r, const StageComms& comms, const MicroBatch
       a.probs = Array<float>();
     }
   }
-  if (!r.layout.last_stage) return x;
+  if (!span.last) return x;
 
-  // The last stage: final norm, output head and loss; the logits stay for the backward.
+  // The model's last chunk: final norm, output head and loss; the logits stay for the backward.
   UnitsInUse units(r, true, false);
   units.dense(r.layout.lnf_g).dense(r.layout.head_w);
   state.x_out = std::move(x);
@@ -422,9 +437,10 @@ Array<float> stage_backward(Replica& r, const StageComms& comms, const MicroBatc
   const ModelSpec& m = r.model;
   const Views& v = pass.v;
   const int rows = k.rows, d = k.d, V = k.V;
+  const ChunkSpan span = chunk_span(r.layout, in.chunk);
 
   Array<float> dx;
-  if (r.layout.last_stage) {
+  if (span.last) {
     UnitsInUse units(r, true, true, in.reduce_in_backward);
     // A head tied to the embedding on this stage gets the embedding's gradient added last.
     units.dense(r.layout.lnf_g).dense(r.layout.head_w, r.layout.head_w != r.layout.wte);
@@ -444,8 +460,9 @@ Array<float> stage_backward(Replica& r, const StageComms& comms, const MicroBatc
   } else {
     dx = std::move(grad);
   }
-  for (std::size_t i = state.acts.size(); i-- > 0;) {
-    LayerActs& a = state.acts[i];
+  for (std::size_t j = state.acts.size(); j-- > 0;) {
+    const std::size_t i = span.begin + j;
+    LayerActs& a = state.acts[j];
     // Gathered once for the recomputation and the backward.
     UnitsInUse units(r, true, true, in.reduce_in_backward);
     units.layer(r.layout.layers[i]);
@@ -454,14 +471,14 @@ Array<float> stage_backward(Replica& r, const StageComms& comms, const MicroBatc
     units.finish();
     a = LayerActs();
   }
-  if (r.layout.first_stage) {
+  if (span.first) {
     UnitsInUse units(r, false, true, in.reduce_in_backward);  // the embedding's backward reads no parameter
     units.dense(r.layout.wte).dense(r.layout.wpe);
     B.embedding_backward(dx.data(), state.tokens.data(), rows, k.seq, V, d, v.g(r.layout.wte), v.g(r.layout.wpe));
     units.finish();
   }
   state = MicroBatchState();
-  if (r.layout.first_stage) return {};
+  if (span.first) return {};
   return dx;
 }
 

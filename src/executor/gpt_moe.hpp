@@ -27,8 +27,9 @@ struct ZeroSharding {
 struct Replica {
   // Buffers are padded to a multiple of the shard counts (each unit's under ZeRO 2/3), so
   // a sharded optimizer splits them into equal chunks; padding holds zeros.
+  // `vpp`: the stage's model chunks (interleaved schedule), all held in the one layout.
   Replica(Backend& backend, const ModelSpec& model, const ExpertShard& shard, int ep_rank, int tp = 1,
-          int tp_rank = 0, int pp = 1, int stage = 0, const ZeroSharding& zero = {});
+          int tp_rank = 0, int pp = 1, int stage = 0, const ZeroSharding& zero = {}, int vpp = 1);
 
   Backend& backend;
   const ModelSpec& model;
@@ -47,6 +48,7 @@ struct MicroBatchResult {
   int tokens = 0;
   double aux_loss_sum = 0;  // sum over MoE layers of l_aux
   std::vector<kernels::GateStats> gate_stats;
+  std::vector<int> moe_index;  // of each entry's layer, among the model's MoE layers
   // Tokens whose first (expert1) and second (expert2, k = 2) choice is each expert, by
   // expert id, before dropping: the routing trace's counts.
   std::vector<std::vector<int>> expert1, expert2;
@@ -60,7 +62,8 @@ struct MicroBatchInput {
   float loss_scale = 0;         // d(loss)/d(loss_sum): 1 / tokens of the global batch
   float aux_scale = 0;          // d(loss)/d(l_aux) of each gate call
   Recompute recompute = Recompute::none;
-  // The update's last backward on this stage: under ZeRO 0 each unit's gradient is final
+  int chunk = 0;  // the stage's model chunk to run (interleaved schedule), else 0
+  // The update's last backward on this stage (of this chunk): under ZeRO 0 each unit's gradient is final
   // when its backward ends, and its all-reduce starts then (ParamStore::start_reduce).
   bool reduce_in_backward = false;
 };
@@ -84,15 +87,16 @@ struct MicroBatchState {
   Array<float> x_out, hf, meanf, rstdf, logits, lse;  // last stage
 };
 
-// The forward of this pipeline stage's layers for one micro-batch. The first stage embeds
-// in.tokens; the others continue from `input` (rows x d from the previous stage). The last
-// stage computes the loss (into `result`) and returns nothing; the others return the
-// activations to send on.
+// The forward of this pipeline stage's layers (of model chunk in.chunk) for one
+// micro-batch. The first stage's first chunk embeds in.tokens; the others continue from
+// `input` (rows x d from the previous virtual stage). The last stage's last chunk computes
+// the loss (into `result`) and returns nothing; the others return the activations to send on.
 Array<float> stage_forward(Replica& replica, const StageComms& comms, const MicroBatchInput& in, Array<float> input,
                            MicroBatchState& state, MicroBatchResult& result);
-// The backward, adding to the replica's gradients: the last stage starts from the loss, the
-// others from `grad` (the next stage's input gradient). Returns the gradient of the stage's
-// input for the previous stage (nothing on the first stage).
+// The backward of chunk in.chunk, adding to the replica's gradients: the last stage's last
+// chunk starts from the loss, the others from `grad` (the next virtual stage's input
+// gradient). Returns the gradient of the chunk's input for the previous virtual stage
+// (nothing on the first stage's first chunk).
 Array<float> stage_backward(Replica& replica, const StageComms& comms, const MicroBatchInput& in, Array<float> grad,
                             MicroBatchState& state);
 // Both, for a model on one stage.

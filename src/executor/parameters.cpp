@@ -101,13 +101,15 @@ std::size_t ModelParams::param_count() const {
 }
 
 ModelParams param_layout(const ModelSpec& m, const ExpertShard& shard, int ep_rank, int tp, int tp_rank, int pp,
-                         int stage, UnitPadding padding) {
+                         int stage, UnitPadding padding, int vpp) {
   ModelParams p;
   LayoutBuilder b(p, padding);
   p.first_stage = stage == 0;
   p.last_stage = stage == pp - 1;
+  p.chunks = vpp;
   Plan stages;
   stages.pp = pp;
+  stages.vpp = vpp;
   const ParamGroup D = ParamGroup::dense;
   const std::size_t d = z(m.d_model);
   const std::size_t hd = z(m.head_dim);

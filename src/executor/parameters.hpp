@@ -70,6 +70,10 @@ struct ModelParams {
   std::vector<ParamTensor> tensors;
   std::size_t dense_size = 0, expert_size = 0;
   bool first_stage = true, last_stage = true;  // of the pipeline
+  // The stage's model chunks (virtual stages, interleaved schedule): `layers` holds chunk
+  // 0's, then chunk 1's, ..., as many each. The first stage's chunk 0 embeds, the last
+  // stage's last chunk has the final norm and head.
+  int chunks = 1;
   // wte and wpe on the first stage; final norm and head on the last (head_w = wte when tied
   // on one stage, the copy when tied over several).
   std::size_t wte = kAbsent, wpe = kAbsent, lnf_g = kAbsent, lnf_b = kAbsent, head_w = kAbsent;
@@ -80,10 +84,11 @@ struct ModelParams {
 };
 
 // The tensors of `model` held by expert-parallel rank `ep_rank` of `shard`, tensor-parallel
-// rank `tp_rank` of `tp`, on pipeline stage `stage` of `pp` (its layers as
-// src/accounting/params.hpp's stage_layers gives them), with each unit padded as `padding` asks.
+// rank `tp_rank` of `tp`, on pipeline stage `stage` of `pp` with `vpp` model chunks (its
+// layers as src/accounting/params.hpp's stage_layers gives them: chunks stage,
+// stage + pp, ...), with each unit padded as `padding` asks.
 ModelParams param_layout(const ModelSpec& model, const ExpertShard& shard, int ep_rank, int tp = 1,
-                         int tp_rank = 0, int pp = 1, int stage = 0, UnitPadding padding = {});
+                         int tp_rank = 0, int pp = 1, int stage = 0, UnitPadding padding = {}, int vpp = 1);
 
 // Writes every tensor's initial value: normal(0, init_std) for matrices and embeddings,
 // one for norm gains, zero for biases.

@@ -102,10 +102,9 @@ void check_runnable(const ModelSpec& m, const Plan& p, const std::string& model_
   divides("kv_heads", m.kv_heads, "kv_heads");
   divides("ffn_dim", m.ffn_dim, "ffn_dim");
   if (m.is_moe()) divides("expert_ffn_dim", m.expert_ffn(), "expert FFN dim");
-  if (p.schedule == Schedule::interleaved) unsupported(plan_file, "schedule", "expected gpipe or 1f1b");
-  if (m.layers % p.pp != 0)
-    throw InputError(plan_file, "pp", "expected a divisor of the model's " + std::to_string(m.layers) + " layers, got " +
-                                          std::to_string(p.pp));
+  if (m.layers % (p.pp * p.vpp) != 0)
+    throw InputError(plan_file, "pp", "expected pp*vpp (" + std::to_string(p.pp * p.vpp) +
+                                          ") to divide the model's " + std::to_string(m.layers) + " layers");
   // bf16, fp16: autocast-style GEMMs over fp32 weights, which are the master copy (fp16
   // with dynamic loss scaling).
   if (p.precision != DType::fp32 && !p.master_weights)
@@ -173,13 +172,13 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
 
   const ExpertShard shard{model.moe.experts, plan.ep, plan.placement};
   // Dense parameters are replicated over data parallel, experts over their replicas.
+  // Under the interleaved schedule the stage holds its vpp model chunks in one replica, so
+  // gradients, ZeRO, the optimizer and checkpoints cover them all alike.
+  const int chunks = plan.schedule == Schedule::interleaved ? plan.vpp : 1;
   Replica rep(B, model, shard, grid.ep, plan.tp, grid.tp, plan.pp, grid.pp,
-              ZeroSharding{plan.zero, groups.dp.get(), groups.edp.get()});
+              ZeroSharding{plan.zero, groups.dp.get(), groups.edp.get()}, chunks);
   const StageComms comms{*groups.ep, *groups.tp};
   const bool tied_copies = model.tied_embeddings && plan.pp > 1 && (rep.layout.first_stage || rep.layout.last_stage);
-  std::vector<int> moe_index;  // of this stage's MoE layers, among the model's
-  for (const LayerParams& L : rep.layout.layers)
-    if (L.moe) moe_index.push_back(L.moe_index);
   {
     std::vector<float> dense(rep.layout.dense_size), expert(rep.layout.expert_size);
     init_params(rep.layout, options.seed, options.init_std, dense, expert);
@@ -252,9 +251,10 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
     // loss, l_aux, 6 gate figures, then expert1 and expert2 counts per MoE layer.
     std::vector<float> sums(8 + 2 * z(moe_layers) * E, 0.0f);
     double loss_sum = 0, aux_sum = 0;
-    std::vector<MicroBatchState> states(z(M));
-    const std::string stage_tag = std::to_string(grid.pp) + ".";
-    auto input_of = [&](int mb) {
+    std::vector<MicroBatchState> states(z(M) * z(chunks));  // by chunk, then micro-batch
+    // The simulator's names: F<virtual stage>.<mb>, the virtual stage chunk * pp + stage.
+    auto tag = [&](int chunk, int mb) { return std::to_string(chunk * plan.pp + grid.pp) + "." + std::to_string(mb); };
+    auto input_of = [&](int chunk, int mb) {
       MicroBatchInput in;
       in.tokens = tokens.data();
       in.targets = targets.data();
@@ -264,10 +264,11 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
       in.loss_scale = static_cast<float>(loss_scale / global_tokens);
       in.aux_scale = static_cast<float>(loss_scale * model.moe.aux_loss_weight / calls);
       in.recompute = plan.recompute;
+      in.chunk = chunk;
       return in;
     };
     StageWork work;
-    work.forward = [&](int mb, Array<float> input) {
+    work.forward = [&](int chunk, int mb, Array<float> input) {
       const std::int64_t first_sequence = step * G + grid.dp * local + mb * mbs;
       const std::vector<std::int32_t> batch = source.batch(first_sequence, mbs);
       for (int b = 0; b < mbs; ++b)
@@ -277,9 +278,10 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
         }
       MicroBatchResult r;
       const double t = timeline.now();
-      Array<float> out = stage_forward(rep, comms, input_of(mb), std::move(input), states[z(mb)], r);
+      Array<float> out =
+          stage_forward(rep, comms, input_of(chunk, mb), std::move(input), states[z(chunk) * z(M) + z(mb)], r);
       B.synchronize();
-      timeline.add("F" + stage_tag + std::to_string(mb), "forward", t, step + 1);
+      timeline.add("F" + tag(chunk, mb), "forward", t, step + 1);
       loss_sum += r.loss_sum;
       aux_sum += r.aux_loss_sum;
       for (std::size_t l = 0; l < r.gate_stats.size(); ++l) {
@@ -290,7 +292,7 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
         sums[5] += static_cast<float>(s.expert1_balance_top);
         sums[6] += static_cast<float>(s.expert1_balance_bottom);
         sums[7] += static_cast<float>(s.unused_expert1_count);
-        const auto g = z(moe_index[l]);  // among the model's MoE layers
+        const auto g = z(r.moe_index[l]);  // among the model's MoE layers
         for (std::size_t e = 0; e < E; ++e) {
           sums[8 + g * E + e] += static_cast<float>(r.expert1[l][e]);
           if (!r.expert2[l].empty()) sums[8 + (z(moe_layers) + g) * E + e] += static_cast<float>(r.expert2[l][e]);
@@ -298,17 +300,18 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
       }
       return out;
     };
-    int backwards = 0;
-    work.backward = [&](int mb, Array<float> grad) {
+    std::vector<std::int64_t> backwards(z(chunks), 0);  // each chunk's units are final after its last
+    work.backward = [&](int chunk, int mb, Array<float> grad) {
       const double t = timeline.now();
-      MicroBatchInput in = input_of(mb);
-      in.reduce_in_backward = options.overlap_grad_reduce && ++backwards == M;
-      Array<float> dx = stage_backward(rep, comms, in, std::move(grad), states[z(mb)]);
+      MicroBatchInput in = input_of(chunk, mb);
+      in.reduce_in_backward = options.overlap_grad_reduce && ++backwards[z(chunk)] == M;
+      Array<float> dx = stage_backward(rep, comms, in, std::move(grad), states[z(chunk) * z(M) + z(mb)]);
       B.synchronize();
-      timeline.add("B" + stage_tag + std::to_string(mb), "backward", t, step + 1);
+      timeline.add("B" + tag(chunk, mb), "backward", t, step + 1);
       return dx;
     };
-    run_pipeline(plan.schedule, static_cast<int>(M), *groups.pp, B, z(mbs) * z(seq) * z(model.d_model), work);
+    run_pipeline(plan.schedule, static_cast<int>(M), *groups.pp, B, z(mbs) * z(seq) * z(model.d_model), work,
+                 chunks);
     sums[0] = static_cast<float>(loss_sum);
     sums[1] = static_cast<float>(aux_sum);
     sum_over(B, *groups.dp, sums);

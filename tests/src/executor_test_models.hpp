@@ -1,5 +1,5 @@
-// The models the executor's tests train: tiny-moe as shipped (fairseq's layers) and
-// tiny-moe with open_lm's layers.
+// The models the executor's tests train: tiny-moe as shipped (fairseq's layers), deeper,
+// and with open_lm's layers.
 #pragma once
 
 #include <string>
@@ -9,6 +9,14 @@
 namespace moesim {
 
 inline ModelSpec tiny_moe() { return load_model(std::string(MOESIM_SOURCE_DIR) + "/configs/models/tiny-moe.json"); }
+
+// tiny-moe with `layers` layers (every other one MoE still): deep enough for pp=4 with two
+// chunks per stage (interleaved).
+inline ModelSpec tiny_moe_deep(int layers) {
+  ModelSpec m = tiny_moe();
+  m.layers = layers;
+  return m;
+}
 
 // open_lm's layers on tiny-moe's sizes: gain-only LayerNorm, rotary positions, SwiGLU, no
 // biases, an untied head, bias-free GELU experts (MegaBlocks'), and `kv_heads` kv heads.

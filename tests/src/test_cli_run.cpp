@@ -87,6 +87,27 @@ TEST(CliRun, TraceCarriesTheSimulatorsNames) {
   }
 }
 
+// Interleaved: each chunk's ops carry its virtual stage (chunk * pp + stage), as the
+// simulator names them.
+TEST(CliRun, InterleavedTraceNamesTheVirtualStages) {
+  const std::string trace = temp_path("run-trace-interleaved.json");
+  const Outcome r = mpirun(2, "run --model " + kTiny + " --plan pp=2,vpp=2,schedule=interleaved,mbs=1,gbs=4 --steps 2 "
+                              "--data structured --trace " + trace + " --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::ifstream in(trace);
+  const nlohmann::json j = nlohmann::json::parse(in);
+  std::set<std::string> names[2];
+  for (const auto& e : j.at("traceEvents"))
+    if (e.at("ph") == "X") names[e.at("pid").get<int>() - 1].insert(e.at("name").get<std::string>());
+  for (int stage = 0; stage < 2; ++stage)
+    for (int vs : {stage, stage + 2})
+      for (int mb = 0; mb < 4; ++mb) {
+        const std::string tag = std::to_string(vs) + "." + std::to_string(mb);
+        EXPECT_TRUE(names[stage].count("F" + tag)) << "stage " << stage << " F" << tag;
+        EXPECT_TRUE(names[stage].count("B" + tag)) << "stage " << stage << " B" << tag;
+      }
+}
+
 // --compare: the prediction's figures beside the measurement's, and both timelines of rank 0.
 TEST(CliRun, CompareReportsPredictedAndMeasured) {
   const Outcome r = mpirun(2, "run --model " + kTiny + " --plan dp=2,ep=2,mbs=4,gbs=16 --steps 4 --data structured "
@@ -145,7 +166,7 @@ TEST(CliRun, RefusesWhatItCannotTrainNamingTheField) {
       {"--model " + kTiny + " --plan tp=3,mbs=1,gbs=3", "'tp'"},
       {"--model " + kTiny + " --plan dp=1,mbs=1,gbs=1,optimizer_dtype=bf16", "'optimizer_dtype'"},
       {"--model " + kTiny + " --plan dp=1,mbs=1,gbs=1,precision=fp16,master_weights=false", "'master_weights'"},
-      {"--model " + kTiny + " --plan pp=2,vpp=2,mbs=1,gbs=2,schedule=interleaved", "'schedule'"},
+      {"--model " + kTiny + " --plan pp=2,mbs=1,gbs=2,first_stage_layers=1", "'first_stage_layers'"},
       {"--model " + kTiny + " --plan tp=2,mbs=1,gbs=1,sp=true", "'sp'"},
       {"--model " + kTiny + " --plan dp=1,mbs=1,gbs=1,precision=bf16,fp8=hybrid", "'fp8'"},
       {"--model " + kTiny + " --plan cp=2,attention=flash,mbs=1,gbs=1", "'cp'"},

@@ -1,20 +1,26 @@
 // The executor on one rank: every layer type's backward against central finite
 // differences of the loss, the sharded parameters against the single-rank model, bf16 and
-// fp16 training against fp32, and fp16's dynamic loss scaling.
+// fp16 training against fp32, fp16's dynamic loss scaling, and the interleaved pipeline
+// schedule's order and exchanges (all stages played out in one process).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <map>
+#include <set>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 
+#include "src/accounting/params.hpp"
 #include "src/comm/self_communicator.hpp"
 #include "src/core/error.hpp"
 #include "src/executor/backend.hpp"
 #include "src/executor/gpt_moe.hpp"
 #include "src/executor/parameters.hpp"
+#include "src/executor/pipeline.hpp"
 #include "src/executor/trainer.hpp"
 #include "tests/src/executor_test_models.hpp"
 
@@ -179,6 +185,214 @@ std::vector<StepRecord> train_tiny(const ModelSpec& model, const std::string& in
   RankGroups groups = make_groups(self, plan);
   return train(*backend, groups, model, plan, o, nullptr).steps;
 }
+
+// Megatron's forward_backward_pipelining_with_interleaving by hand for pp = 2, vpp = 2,
+// m = 4 (8 forwards and 8 backwards per stage). The k-th forward runs chunk (k / pp) % vpp
+// on micro-batch (k / (pp vpp)) pp + k % pp: k = 0..7 gives c0m0 c0m1 c1m0 c1m1 c0m2 c0m3
+// c1m2 c1m3; the k-th backward the same micro-batch with the chunk reversed: c1m0 c1m1
+// c0m0 c0m1 c1m2 c1m3 c0m2 c0m3. Warm-up forwards: (pp - stage - 1) 2 + (vpp - 1) pp,
+// at most 8: stage 0 runs 2 + 2 = 4, stage 1 0 + 2 = 2. Then forward k = warm-up + i and
+// backward i in turn until the forwards run out, then the remaining backwards.
+TEST(ExecutorPipeline, InterleavedOrderIsMegatronsByHand) {
+  auto names = [](int stage) {
+    std::string got;
+    for (const PipelineOp& op : pipeline_order(Schedule::interleaved, stage, 2, 4, 2))
+      got += (op.forward ? "F" : "B") + std::to_string(op.mb) + "c" + std::to_string(op.chunk) + " ";
+    return got;
+  };
+  // Warm-up F0c0 F1c0 F0c1 F1c1; steady F2c0 B0c1 F3c0 B1c1 F2c1 B0c0 F3c1 B1c0; cool-down.
+  EXPECT_EQ(names(0), "F0c0 F1c0 F0c1 F1c1 F2c0 B0c1 F3c0 B1c1 F2c1 B0c0 F3c1 B1c0 B2c1 B3c1 B2c0 B3c0 ");
+  // Warm-up F0c0 F1c0; steady from forward 2 (F0c1) against backward 0 (B0c1): the last
+  // stage's last chunk turns each forward round at once; cool-down B2c0 B3c0.
+  EXPECT_EQ(names(1), "F0c0 F1c0 F0c1 B0c1 F1c1 B1c1 F2c0 B0c0 F3c0 B1c0 F2c1 B2c1 F3c1 B3c1 B2c0 B3c0 ");
+  // GPipe and 1F1B have one chunk.
+  for (const PipelineOp& op : pipeline_order(Schedule::one_f_one_b, 0, 2, 4)) EXPECT_EQ(op.chunk, 0);
+}
+
+// The (pp, vpp, m) the interleaved tests play: m a multiple of pp, from m = pp (stage 0
+// all warm-up) up.
+std::vector<std::tuple<int, int, int>> interleaved_shapes() {
+  std::vector<std::tuple<int, int, int>> shapes;
+  for (const int pp : {1, 2, 3, 4, 8})
+    for (const int vpp : {2, 3, 4})
+      for (const int groups : {1, 2, 3, 5}) shapes.emplace_back(pp, vpp, groups * pp);
+  return shapes;
+}
+
+// Every chunk runs every micro-batch's forward and backward exactly once, the backward
+// after the forward, and each chunk the micro-batches in order (so a chunk's j-th
+// activation received is micro-batch j's); interleaved_steps runs the same ops.
+TEST(ExecutorPipeline, InterleavedOrderRunsEachChunkAndMicroBatchOnce) {
+  for (const auto& [pp, vpp, m] : interleaved_shapes())
+    for (int stage = 0; stage < pp; ++stage) {
+      SCOPED_TRACE("pp " + std::to_string(pp) + " vpp " + std::to_string(vpp) + " m " + std::to_string(m) +
+                   " stage " + std::to_string(stage));
+      const std::vector<PipelineOp> order = pipeline_order(Schedule::interleaved, stage, pp, m, vpp);
+      ASSERT_EQ(order.size(), static_cast<std::size_t>(2 * m * vpp));
+      std::map<std::pair<int, int>, int> forward_at, backward_at;
+      std::vector<int> next_forward(static_cast<std::size_t>(vpp), 0), next_backward(next_forward);
+      for (std::size_t i = 0; i < order.size(); ++i) {
+        const PipelineOp& op = order[i];
+        ASSERT_GE(op.chunk, 0);
+        ASSERT_LT(op.chunk, vpp);
+        ASSERT_GE(op.mb, 0);
+        ASSERT_LT(op.mb, m);
+        auto& at = op.forward ? forward_at : backward_at;
+        EXPECT_TRUE(at.emplace(std::pair{op.chunk, op.mb}, static_cast<int>(i)).second)
+            << (op.forward ? "F" : "B") << op.mb << "c" << op.chunk << " twice";
+        EXPECT_EQ(op.mb, (op.forward ? next_forward : next_backward)[static_cast<std::size_t>(op.chunk)]++);
+      }
+      EXPECT_EQ(forward_at.size(), static_cast<std::size_t>(m * vpp));
+      EXPECT_EQ(backward_at.size(), static_cast<std::size_t>(m * vpp));
+      for (const auto& [key, b] : backward_at) {
+        ASSERT_TRUE(forward_at.count(key));
+        EXPECT_LT(forward_at.at(key), b) << "B" << key.second << "c" << key.first << " before its forward";
+      }
+      std::vector<PipelineOp> stepped;
+      for (const PipelineStep& step : interleaved_steps(stage, pp, vpp, m))
+        for (const PipelineOp& op : step.ops) stepped.push_back(op);
+      EXPECT_EQ(stepped, order);
+    }
+}
+
+// Plays every stage's interleaved_steps against each other over a transport whose sends
+// complete only once received (NCCL; MPI for large messages): a stage runs its step's ops
+// (each forward needs its activation received, each backward its forward run and its
+// gradient received), posts the step's exchange, and goes on when every transfer of it
+// has met its peer's. Transfers meet in the order posted per sender and receiver, and per
+// direction with `tags` (MPI's tags; NCCL has none). Returns what went wrong, or "".
+std::string play_exchanges(int pp, int vpp, int m, bool tags) {
+  struct Posted {
+    int stage;
+    PipelineTransfer t;
+  };
+  struct Pending {
+    std::tuple<int, int, int> queue;
+    std::size_t index;
+    bool send;
+  };
+  std::map<std::tuple<int, int, int>, std::vector<Posted>> sends, recvs;  // by (from, to, channel)
+  std::vector<std::vector<PipelineStep>> steps;
+  for (int s = 0; s < pp; ++s) steps.push_back(interleaved_steps(s, pp, vpp, m));
+  std::vector<std::size_t> at(static_cast<std::size_t>(pp), 0);
+  std::vector<std::vector<Pending>> pending(static_cast<std::size_t>(pp));
+  std::vector<bool> posted(static_cast<std::size_t>(pp), false);
+  std::vector<std::set<std::pair<int, int>>> inputs(static_cast<std::size_t>(pp)), grads(inputs), ran(inputs);
+  auto name = [](const std::string& what, int s, int chunk, int mb) {
+    return what + " stage " + std::to_string(s) + " chunk " + std::to_string(chunk) + " mb " + std::to_string(mb);
+  };
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (int s = 0; s < pp; ++s) {
+      const auto u = static_cast<std::size_t>(s);
+      if (posted[u] || at[u] == steps[u].size()) continue;
+      const PipelineStep& step = steps[u][at[u]];
+      for (const PipelineOp& op : step.ops) {
+        if (op.forward) {
+          if (!(s == 0 && op.chunk == 0) && !inputs[u].count({op.chunk, op.mb}))
+            return name("forward without its activation:", s, op.chunk, op.mb);
+          ran[u].insert({op.chunk, op.mb});
+        } else {
+          if (!ran[u].count({op.chunk, op.mb})) return name("backward before its forward:", s, op.chunk, op.mb);
+          if (!(s == pp - 1 && op.chunk == vpp - 1) && !grads[u].count({op.chunk, op.mb}))
+            return name("backward without its gradient:", s, op.chunk, op.mb);
+        }
+      }
+      for (const PipelineTransfer& t : step.transfers) {
+        if (t.send && std::find(step.ops.begin(), step.ops.end(), PipelineOp{t.forward, t.mb, t.chunk}) == step.ops.end())
+          return name("sends what no op of its step made:", s, t.chunk, t.mb);
+        // Activations go to the next stage round the ring, gradients to the previous.
+        const bool to_next = t.send == t.forward;
+        const int peer = (s + (to_next ? 1 : pp - 1)) % pp;
+        const int channel = tags ? static_cast<int>(t.forward) : 0;
+        const std::tuple<int, int, int> queue = t.send ? std::tuple{s, peer, channel} : std::tuple{peer, s, channel};
+        auto& list = (t.send ? sends : recvs)[queue];
+        list.push_back({s, t});
+        pending[u].push_back({queue, list.size() - 1, t.send});
+      }
+      posted[u] = true;
+      progress = true;
+    }
+    for (int s = 0; s < pp; ++s) {
+      const auto u = static_cast<std::size_t>(s);
+      if (!posted[u]) continue;
+      const bool met = std::all_of(pending[u].begin(), pending[u].end(), [&](const Pending& p) {
+        return p.index < sends[p.queue].size() && p.index < recvs[p.queue].size();
+      });
+      if (!met) continue;
+      for (const Pending& p : pending[u]) {
+        if (p.send) continue;
+        const Posted& from = sends[p.queue][p.index];
+        const PipelineTransfer& got = recvs[p.queue][p.index].t;
+        // Chunk c of the last stage feeds chunk c + 1 of the first, and back.
+        PipelineTransfer expect = from.t;
+        expect.send = false;
+        if (expect.forward && from.stage == pp - 1) ++expect.chunk;
+        if (!expect.forward && from.stage == 0) --expect.chunk;
+        if (!(got == expect))
+          return name("received the wrong tensor:", s, got.chunk, got.mb) + (got.forward ? " (forward)" : " (backward)");
+        (got.forward ? inputs : grads)[u].insert({got.chunk, got.mb});
+      }
+      pending[u].clear();
+      posted[u] = false;
+      ++at[u];
+      progress = true;
+    }
+  }
+  for (int s = 0; s < pp; ++s)
+    if (at[static_cast<std::size_t>(s)] != steps[static_cast<std::size_t>(s)].size())
+      return "deadlock: stage " + std::to_string(s) + " waits in step " + std::to_string(at[static_cast<std::size_t>(s)]);
+  for (const auto& [queue, list] : sends)
+    if (list.size() != recvs[queue].size()) return "a send never received";
+  for (int s = 0; s < pp; ++s)
+    if (ran[static_cast<std::size_t>(s)].size() != static_cast<std::size_t>(m * vpp)) return "a forward never ran";
+  return "";
+}
+
+TEST(ExecutorPipeline, InterleavedExchangesPairUpWithoutDeadlock) {
+  for (const auto& [pp, vpp, m] : interleaved_shapes())
+    for (const bool tags : {true, false}) {
+      SCOPED_TRACE("pp " + std::to_string(pp) + " vpp " + std::to_string(vpp) + " m " + std::to_string(m) +
+                   (tags ? " (MPI tags)" : " (NCCL, no tags)"));
+      EXPECT_EQ(play_exchanges(pp, vpp, m, tags), "");
+    }
+}
+
+// One stage holding both chunks (pp=1, vpp=2: each hand-off between them an exchange of
+// the SelfCommunicator with itself) trains the plain run's losses: each parameter sees the
+// micro-batches in the same order, so to the bit.
+TEST(ExecutorPipeline, InterleavedOnOneRankTrainsThePlainLosses) {
+  const ModelSpec model = tiny_moe();
+  const std::vector<StepRecord> plain = train_tiny(model, "dp=1,mbs=2,gbs=8");
+  const std::vector<StepRecord> chunked = train_tiny(model, "pp=1,vpp=2,schedule=interleaved,mbs=2,gbs=8");
+  ASSERT_EQ(chunked.size(), plain.size());
+  for (std::size_t i = 0; i < plain.size(); ++i) {
+    EXPECT_EQ(chunked[i].loss, plain[i].loss) << "update " << i + 1;
+    EXPECT_EQ(chunked[i].gnorm, plain[i].gnorm) << "update " << i + 1;
+    EXPECT_EQ(chunked[i].expert1, plain[i].expert1) << "update " << i + 1;
+  }
+  EXPECT_NE(plain.front().loss, plain.back().loss);
+}
+
+// With vpp chunks, stage s holds model chunks s, s + pp, ... in that order (the
+// simulator's stage_layers), chunk 0 of stage 0 embedding and the last chunk of the last
+// stage holding the head.
+TEST(ExecutorParameters, InterleavedStagesHoldTheSimulatorsChunks) {
+  ModelSpec m = tiny_moe_deep(12);
+  const Plan plan = parse_inline_plan("pp=2,vpp=3,schedule=interleaved,gbs=2");
+  for (int stage = 0; stage < 2; ++stage) {
+    const ModelParams layout = param_layout(m, ExpertShard{m.moe.experts, 1}, 0, 1, 0, 2, stage, {}, 3);
+    std::vector<int> held;
+    for (const LayerParams& L : layout.layers) held.push_back(L.index);
+    EXPECT_EQ(held, stage_layers(m, plan, stage));
+    const std::vector<int> expected = stage == 0 ? std::vector<int>{0, 1, 4, 5, 8, 9} : std::vector<int>{2, 3, 6, 7, 10, 11};
+    EXPECT_EQ(held, expected);
+    EXPECT_EQ(layout.chunks, 3);
+    EXPECT_EQ(layout.wte != kAbsent, stage == 0);
+    EXPECT_EQ(layout.head_w != kAbsent, stage == 1);
+  }
+}
+
 
 // bf16 GEMMs (autocast-style: operands rounded, fp32 accumulation and results) train
 // tiny-moe as fp32 does, a bf16 rounding apart: each GEMM operand moves by up to 2^-9

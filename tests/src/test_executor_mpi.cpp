@@ -75,6 +75,8 @@ void expect_equivalent(const std::string& inline_plan, ModelSpec model = tiny_mo
   single.zero = 0;
   single.placement = ExpertPlacement::contiguous;
   single.recompute = Recompute::none;
+  single.schedule = Schedule::one_f_one_b;  // one stage, one chunk: the micro-batches in turn
+  single.vpp = 1;
   single.gbs = plan.global_batch();
   EXPECT_EQ(single.precision, plan.precision) << "the reference trains in the plan's precision";
   SelfCommunicator self;
@@ -113,6 +115,37 @@ TEST(ExecutorEquivalence, Pipeline4OneFOneB) { expect_equivalent("pp=4,mbs=1,gbs
 TEST(ExecutorEquivalence, PipelineDataExpertParallel) { expect_equivalent("dp=2,pp=2,ep=2,mbs=1,gbs=8,zero=1"); }
 TEST(ExecutorEquivalence, PipelineTensorParallelRecompute) {
   expect_equivalent("tp=2,pp=2,mbs=1,gbs=8,recompute=full");
+}
+// Megatron's interleaved schedule: each stage holds vpp model chunks (stage s chunks s,
+// s + pp, ...), activations go round the ring of stages vpp times.
+TEST(ExecutorEquivalence, InterleavedPipeline2) { expect_equivalent("pp=2,vpp=2,schedule=interleaved,mbs=1,gbs=8"); }
+// m = pp: stage 0 runs every forward before its first backward.
+TEST(ExecutorEquivalence, InterleavedPipelineAllWarmup) {
+  expect_equivalent("pp=2,vpp=2,schedule=interleaved,mbs=4,gbs=8");
+}
+TEST(ExecutorEquivalence, InterleavedPipelineDataParallel) {
+  expect_equivalent("dp=2,pp=2,vpp=2,schedule=interleaved,mbs=1,gbs=8");
+}
+TEST(ExecutorEquivalence, InterleavedPipelineDataExpertParallelZero1) {
+  expect_equivalent("dp=2,pp=2,ep=2,vpp=2,schedule=interleaved,mbs=1,gbs=8,zero=1");
+}
+TEST(ExecutorEquivalence, InterleavedPipelineTensorParallelRecompute) {
+  expect_equivalent("tp=2,pp=2,vpp=2,schedule=interleaved,mbs=1,gbs=8,recompute=full");
+}
+TEST(ExecutorEquivalence, InterleavedPipelineSelectiveRecomputeUntiedHead) {
+  expect_equivalent("dp=2,pp=2,vpp=2,schedule=interleaved,mbs=1,gbs=8,recompute=selective", tiny_openlm_moe(2));
+}
+TEST(ExecutorEquivalence, InterleavedPipeline4) {
+  expect_equivalent("pp=4,vpp=2,schedule=interleaved,mbs=1,gbs=8", tiny_moe_deep(8));
+}
+TEST(ExecutorEquivalence, InterleavedPipeline4FullRecompute) {
+  expect_equivalent("pp=4,vpp=2,schedule=interleaved,mbs=1,gbs=8,recompute=full", tiny_moe_deep(8));
+}
+TEST(ExecutorEquivalence, InterleavedPipeline2FourChunks) {
+  expect_equivalent("pp=2,vpp=4,schedule=interleaved,mbs=1,gbs=8", tiny_moe_deep(8));
+}
+TEST(ExecutorEquivalence, InterleavedPipelineOnOneStage) {
+  expect_equivalent("pp=1,vpp=2,schedule=interleaved,mbs=2,gbs=8");
 }
 TEST(ExecutorEquivalence, FullRecomputation) { expect_equivalent("dp=2,ep=2,mbs=2,gbs=8,recompute=full"); }
 TEST(ExecutorEquivalence, SelectiveRecomputation) { expect_equivalent("dp=4,ep=2,mbs=2,gbs=8,recompute=selective"); }
@@ -191,6 +224,12 @@ TEST(ExecutorEquivalence, Zero2PipelineOneFOneB) { expect_equivalent("dp=2,pp=2,
 TEST(ExecutorEquivalence, Zero2PipelineGPipe) { expect_equivalent("dp=2,pp=2,mbs=2,gbs=8,schedule=gpipe,zero=2"); }
 TEST(ExecutorEquivalence, Zero3PipelineOneFOneB) { expect_equivalent("dp=2,pp=2,mbs=1,gbs=8,zero=3"); }
 TEST(ExecutorEquivalence, Zero3PipelineGPipe) { expect_equivalent("dp=2,pp=2,mbs=2,gbs=8,schedule=gpipe,zero=3"); }
+TEST(ExecutorEquivalence, Zero2InterleavedPipeline) {
+  expect_equivalent("dp=2,pp=2,vpp=2,schedule=interleaved,mbs=1,gbs=8,zero=2");
+}
+TEST(ExecutorEquivalence, Zero3InterleavedPipeline) {
+  expect_equivalent("dp=2,pp=2,vpp=2,schedule=interleaved,mbs=1,gbs=8,zero=3");
+}
 TEST(ExecutorEquivalence, Zero2FullRecomputation) { expect_equivalent("dp=4,ep=2,mbs=1,gbs=8,recompute=full,zero=2"); }
 TEST(ExecutorEquivalence, Zero3FullRecomputation) { expect_equivalent("dp=4,ep=2,mbs=1,gbs=8,recompute=full,zero=3"); }
 TEST(ExecutorEquivalence, Zero3SelectiveRecomputation) {
@@ -205,40 +244,57 @@ TEST(ExecutorEquivalence, EveryLayerMoeWithRandomPolicy) {
   expect_equivalent("dp=4,ep=2,mbs=2,gbs=8", m);
 }
 
-// run_pipeline performs exactly pipeline_order's ops on every stage, and 1F1B holds at
-// most stages - stage micro-batches in flight (GPipe all of them).
+// run_pipeline performs exactly pipeline_order's ops on every stage, each receiving what
+// its virtual stage's neighbour sent for the same micro-batch; 1F1B holds at most
+// stages - stage micro-batches in flight (GPipe all of them), interleaved its warm-up
+// forwards plus one.
 TEST(ExecutorPipeline, RunsTheScheduleOrder) {
   auto backend = exec::make_cpu_backend();
-  const int stage = world().rank(), stages = world().size(), m = 6;
-  for (const Schedule schedule : {Schedule::gpipe, Schedule::one_f_one_b}) {
+  const int stage = world().rank(), stages = world().size(), m = 8;
+  struct Case {
+    Schedule schedule;
+    int vpp;
+  };
+  for (const Case c : {Case{Schedule::gpipe, 1}, Case{Schedule::one_f_one_b, 1}, Case{Schedule::interleaved, 2},
+                       Case{Schedule::interleaved, 3}}) {
+    SCOPED_TRACE("vpp " + std::to_string(c.vpp));
+    const int last_virtual = stages * c.vpp - 1;
+    // A virtual stage's output for micro-batch mb holds 1000 vs + mb, its input gradient
+    // the negative.
+    auto label = [&](int chunk, int mb) { return static_cast<float>(1000 * (chunk * stages + stage) + mb); };
     std::vector<exec::PipelineOp> done;
     int in_flight = 0, most = 0;
     exec::StageWork work;
-    work.forward = [&](int mb, exec::Array<float> input) {
-      EXPECT_EQ(input.empty(), stage == 0);
+    work.forward = [&](int chunk, int mb, exec::Array<float> input) {
+      const int vs = chunk * stages + stage;
+      EXPECT_EQ(input.empty(), vs == 0);
       if (!input.empty()) {
-        EXPECT_EQ(input.data()[0], static_cast<float>(mb)) << "stage " << stage;
+        EXPECT_EQ(input.data()[0], static_cast<float>(1000 * (vs - 1) + mb)) << "stage " << stage;
       }
-      done.push_back({true, mb});
+      done.push_back({true, mb, chunk});
       most = std::max(most, ++in_flight);
       exec::Array<float> out(*backend, 3);
-      std::fill(out.data(), out.data() + 3, static_cast<float>(mb));
-      return stage == stages - 1 ? exec::Array<float>() : std::move(out);
+      std::fill(out.data(), out.data() + 3, label(chunk, mb));
+      return vs == last_virtual ? exec::Array<float>() : std::move(out);
     };
-    work.backward = [&](int mb, exec::Array<float> grad) {
-      EXPECT_EQ(grad.empty(), stage == stages - 1);
+    work.backward = [&](int chunk, int mb, exec::Array<float> grad) {
+      const int vs = chunk * stages + stage;
+      EXPECT_EQ(grad.empty(), vs == last_virtual);
       if (!grad.empty()) {
-        EXPECT_EQ(grad.data()[0], static_cast<float>(-mb)) << "stage " << stage;
+        EXPECT_EQ(grad.data()[0], -static_cast<float>(1000 * (vs + 1) + mb)) << "stage " << stage;
       }
-      done.push_back({false, mb});
+      done.push_back({false, mb, chunk});
       --in_flight;
       exec::Array<float> dx(*backend, 3);
-      std::fill(dx.data(), dx.data() + 3, static_cast<float>(-mb));
-      return stage == 0 ? exec::Array<float>() : std::move(dx);
+      std::fill(dx.data(), dx.data() + 3, -label(chunk, mb));
+      return vs == 0 ? exec::Array<float>() : std::move(dx);
     };
-    exec::run_pipeline(schedule, m, world(), *backend, 3, work);
-    EXPECT_EQ(done, exec::pipeline_order(schedule, stage, stages, m));
-    EXPECT_EQ(most, schedule == Schedule::gpipe ? m : std::min(m, stages - stage)) << "stage " << stage;
+    exec::run_pipeline(c.schedule, m, world(), *backend, 3, work, c.vpp);
+    EXPECT_EQ(done, exec::pipeline_order(c.schedule, stage, stages, m, c.vpp));
+    int expected = c.schedule == Schedule::gpipe ? m : std::min(m, stages - stage);
+    if (c.schedule == Schedule::interleaved)
+      expected = std::min(2 * (stages - stage - 1) + (c.vpp - 1) * stages + 1, m * c.vpp);
+    EXPECT_EQ(most, expected) << "stage " << stage;
   }
 }
 
@@ -365,7 +421,8 @@ TEST(ExecutorOverlap, StartedAllReduceSums) {
 // these three plans train the same losses to the bit).
 TEST(ExecutorOverlap, BucketedReduceTrainsTheSameLossesDuringTheBackward) {
   const ModelSpec model = tiny_moe();
-  for (const char* inline_plan : {"dp=4,ep=2,mbs=1,gbs=8", "dp=2,pp=2,mbs=1,gbs=8", "dp=2,tp=2,ep=2,mbs=2,gbs=8"}) {
+  for (const char* inline_plan : {"dp=4,ep=2,mbs=1,gbs=8", "dp=2,pp=2,mbs=1,gbs=8", "dp=2,tp=2,ep=2,mbs=2,gbs=8",
+                                  "dp=2,pp=2,vpp=2,schedule=interleaved,mbs=1,gbs=8"}) {
     SCOPED_TRACE(inline_plan);
     const Plan plan = parse_inline_plan(inline_plan);
     ASSERT_EQ(world().size(), plan.world()) << "run under mpirun -n 4";
@@ -380,26 +437,29 @@ TEST(ExecutorOverlap, BucketedReduceTrainsTheSameLossesDuringTheBackward) {
       EXPECT_NEAR(split.steps[i].loss, one[i].loss, 1e-6 * std::abs(one[i].loss)) << "update " << i + 1;
       EXPECT_EQ(split.steps[i].expert1, one[i].expert1) << "update " << i + 1;
     }
-    // Per update: the last backward's span, and the unit reductions.
+    // Per update: the spans of each model chunk's last backward (B<virtual stage>.<m - 1>:
+    // the last backward of the stage unless interleaved), and the unit reductions.
+    const std::string last_mb = "." + std::to_string(plan.micro_batches() - 1);
     for (long long update = 1; update <= 5; ++update) {
-      double last_backward_start = -1, last_backward_end = -1;
-      std::vector<const exec::TimelineEvent*> buckets;
+      std::vector<const exec::TimelineEvent*> last_backwards, buckets;
       for (const exec::TimelineEvent& e : split.timeline) {
         if (e.update != update) continue;
-        if (e.category == "backward") {
-          last_backward_start = e.start_s;
-          last_backward_end = e.end_s;
-        }
+        if (e.category == "backward" && e.name.ends_with(last_mb)) last_backwards.push_back(&e);
         if (e.category == exec::kOverlappedReduce) buckets.push_back(&e);
       }
+      ASSERT_EQ(last_backwards.size(), static_cast<std::size_t>(plan.schedule == Schedule::interleaved ? plan.vpp : 1));
       ASSERT_GT(buckets.size(), 1u) << "update " << update;
       int during = 0;
       for (const exec::TimelineEvent* b : buckets) {
-        EXPECT_GE(b->start_s, last_backward_start) << b->name;
         EXPECT_LE(b->start_s, b->end_s) << b->name;
-        during += b->start_s < last_backward_end ? 1 : 0;
+        for (const exec::TimelineEvent* last : last_backwards)
+          if (last->start_s <= b->start_s && b->start_s < last->end_s) {
+            ++during;
+            break;
+          }
       }
-      // Every unit's gradient is written by the backward, so every reduction starts in it.
+      // Every unit's gradient is written by its chunk's backward, so every reduction
+      // starts in the last of them.
       EXPECT_EQ(during, static_cast<int>(buckets.size())) << "update " << update;
     }
   }
@@ -448,7 +508,8 @@ TEST(ExecutorCheckpoint, ResumeEqualsUninterruptedRun) {
   const ModelSpec model = tiny_moe();
   for (const char* inline_plan : {kCheckpointPlan, "dp=2,tp=2,ep=2,mbs=2,gbs=8,zero=1",
                                   "dp=2,pp=2,ep=2,mbs=1,gbs=8,zero=1", "dp=4,ep=2,mbs=1,gbs=8,zero=3",
-                                  "dp=2,pp=2,mbs=1,gbs=8,zero=3", "dp=4,ep=2,mbs=1,gbs=8,zero=2"}) {
+                                  "dp=2,pp=2,mbs=1,gbs=8,zero=3", "dp=4,ep=2,mbs=1,gbs=8,zero=2",
+                                  "dp=2,pp=2,ep=2,vpp=2,schedule=interleaved,mbs=1,gbs=8,zero=1"}) {
     SCOPED_TRACE(inline_plan);
     const Plan plan = parse_inline_plan(inline_plan);
     ASSERT_EQ(world().size(), plan.world()) << "run under mpirun -n 4";
