@@ -1,6 +1,8 @@
 // Closed-form FLOP accounting; see flops.hpp for the conventions.
 #include "src/accounting/flops.hpp"
 
+#include <algorithm>
+
 #include "src/accounting/capacity.hpp"
 
 namespace moesim {
@@ -14,7 +16,8 @@ double ffn_macs(const ModelSpec& m, Activation act, double hidden) {
 }  // namespace
 
 double ForwardFlops::total() const {
-  return qkv + attention_scores + attention_out + dense_ffn + router + shared_experts + routed_experts + output_head;
+  return qkv + attention_scores + attention_out + dense_ffn + router + shared_experts + routed_experts + output_head +
+         mtp_projection + mtp_head;
 }
 
 ForwardFlops forward_flops(const ModelSpec& m) {
@@ -37,7 +40,9 @@ ForwardFlops forward_flops(const ModelSpec& m) {
     score_width = q;
     value_width = q;
   }
-  for (int i = 0; i < m.layers; ++i) {
+  // The main model's layers, then each multi-token prediction module's, shaped as the last.
+  for (int n = 0; n < m.layers + m.mtp_layers; ++n) {
+    const int i = std::min(n, m.layers - 1);
     f.qkv += 2 * s * qkv_macs;
     f.attention_scores += 2 * s * s * (score_width + value_width);
     f.attention_out += 2 * s * value_width * d;
@@ -50,6 +55,8 @@ ForwardFlops forward_flops(const ModelSpec& m) {
     f.routed_experts += 2 * s * m.moe.top_k * ffn_macs(m, m.expert_act(), static_cast<double>(m.expert_ffn()));
   }
   f.output_head = 2 * s * d * static_cast<double>(m.vocab);
+  f.mtp_projection = m.mtp_layers * 2 * s * (2 * d) * d;
+  f.mtp_head = m.mtp_layers * f.output_head;
   return f;
 }
 
@@ -70,7 +77,7 @@ IterationFlops iteration_flops(const ModelSpec& m, const Plan& p) {
     const double ratio = static_cast<double>(expert_slots(m.moe, tokens)) / (static_cast<double>(m.moe.top_k) * static_cast<double>(tokens));
     padding_forward = f.routed_experts * (ratio - 1.0) * it.sequences;
   }
-  double layer_forward = f.total() - f.output_head;
+  double layer_forward = f.total() - f.output_head - f.mtp_head;
   if (p.recompute == Recompute::full) it.recompute = layer_forward * it.sequences + padding_forward;
   if (p.recompute == Recompute::selective) it.recompute = f.attention_scores * it.sequences;
   it.hardware = it.model + 3 * padding_forward + it.recompute;

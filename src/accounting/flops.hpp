@@ -20,6 +20,10 @@ struct ForwardFlops {
   double shared_experts = 0;
   double routed_experts = 0;  // by routed tokens (k per token)
   double output_head = 0;
+  // Multi-token prediction modules: their layers are in the fields above; these are their
+  // 2d -> d projections and their passes through the shared output head.
+  double mtp_projection = 0;
+  double mtp_head = 0;
 
   double total() const;
 };

@@ -104,24 +104,31 @@ std::vector<StageMemory> memory_per_stage(const ModelSpec& m, const Plan& p, std
     b.optimizer = 2.0 * bytes_of(p.optimizer_dtype) * held(1);
 
     double per_micro_batch = 0, largest_layer = 0;
-    for (int layer : sp.layers) {
+    std::vector<int> layers = sp.layers;
+    const bool last = sp.stage == p.pp - 1;
+    if (last) layers.insert(layers.end(), static_cast<std::size_t>(m.mtp_layers), m.layers - 1);  // MTP modules' layers
+    for (int layer : layers) {
       double a = layer_activations(m, p, layer).total();
       per_micro_batch += a;
       largest_layer = std::max(largest_layer, a);
     }
     const double sb = attention_tokens(p, m);
+    const double h = static_cast<double>(m.d_model);
     if (p.recompute == Recompute::full) {
       // Only each layer's input is kept; backward recomputes one layer at a time.
-      per_micro_batch = static_cast<double>(sp.layers.size()) * w * sb * static_cast<double>(m.d_model);
+      per_micro_batch = static_cast<double>(layers.size()) * w * sb * h;
     }
+    // A multi-token prediction module also keeps its two normed inputs for the projection.
+    if (last) per_micro_batch += m.mtp_layers * 2 * w * sb * h;
     sm.in_flight_micro_batches = static_cast<std::size_t>(sp.stage) < in_flight.size()
                                      ? in_flight[static_cast<std::size_t>(sp.stage)]
                                      : in_flight_micro_batches(p, sp.stage);
     b.activations = per_micro_batch * sm.in_flight_micro_batches;
     if (p.recompute == Recompute::full) b.activations += largest_layer;
-    if (sp.stage == p.pp - 1) {
-      // Output head: its input, and fp32 logits for the loss (vocabulary split over tp).
-      b.activations += w * sb * static_cast<double>(m.d_model) + kFp32Bytes * sb * static_cast<double>(m.vocab) / p.tp;
+    if (last) {
+      // Output head: its input, and fp32 logits for the loss (vocabulary split over tp), for
+      // the model and again for each multi-token prediction module.
+      b.activations += (1 + m.mtp_layers) * (w * sb * h + kFp32Bytes * sb * static_cast<double>(m.vocab) / p.tp);
     }
     if (m.is_moe()) {
       bool has_moe = std::any_of(sp.layers.begin(), sp.layers.end(), [&](int l) { return m.is_moe_layer(l); });

@@ -13,7 +13,8 @@ std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; 
 }  // namespace
 
 std::int64_t ParamBreakdown::total() const {
-  return embedding + positions + attention + norms + dense_ffn + router + shared_experts + routed_experts + output_head;
+  return embedding + positions + attention + norms + dense_ffn + router + shared_experts + routed_experts + output_head +
+         mtp_projection;
 }
 
 std::int64_t attention_params(const ModelSpec& m, int tp) {
@@ -97,6 +98,14 @@ void finish(const ModelSpec& m, bool first, bool last, int tp, ParamBreakdown& b
 
 }  // namespace
 
+void add_mtp_modules(const ModelSpec& m, int tp, int etp, int experts_here, ParamBreakdown& b) {
+  for (int k = 0; k < m.mtp_layers; ++k) {
+    b.norms += 3 * norm_params(m);  // enorm, hnorm and the norm before the shared head
+    b.mtp_projection += 2 * m.d_model * m.d_model / tp;
+    add_layer(m, m.layers - 1, tp, etp, experts_here, b);
+  }
+}
+
 ParamCounts count_params(const ModelSpec& m) {
   ParamCounts c;
   for (int i = 0; i < m.layers; ++i) add_layer(m, i, 1, 1, m.is_moe() ? m.moe.experts : 0, c.by_kind);
@@ -106,6 +115,10 @@ ParamCounts count_params(const ModelSpec& m) {
   c.non_expert = c.by_kind.non_expert();
   c.per_expert = m.is_moe() ? expert_ffn_params(m, 1) : 0;
   c.active = c.non_expert + static_cast<std::int64_t>(m.moe_layer_count()) * m.moe.top_k * c.per_expert;
+  add_mtp_modules(m, 1, 1, m.is_moe() ? m.moe.experts : 0, c.mtp);
+  c.mtp_total = c.mtp.total();
+  const bool mtp_moe = m.is_moe_layer(m.layers - 1);
+  c.mtp_active = c.mtp.non_expert() + (mtp_moe ? std::int64_t{m.mtp_layers} * m.moe.top_k * c.per_expert : 0);
   return c;
 }
 
@@ -163,6 +176,8 @@ std::vector<StageParams> params_per_stage(const ModelSpec& m, const Plan& p) {
     sp.layers = stage_layers(m, p, s);
     for (int layer : sp.layers) add_layer(m, layer, p.tp, p.expert_tp(), experts_here, sp.by_kind);
     finish(m, s == 0, s == p.pp - 1, p.tp, sp.by_kind);
+    // Megatron-Core places the multi-token prediction modules on the last stage.
+    if (s == p.pp - 1) add_mtp_modules(m, p.tp, p.expert_tp(), experts_here, sp.by_kind);
     sp.total = sp.by_kind.total();
     sp.expert = sp.by_kind.expert();
     sp.non_expert = sp.by_kind.non_expert();

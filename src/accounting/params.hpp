@@ -23,6 +23,7 @@ struct ParamBreakdown {
   std::int64_t shared_experts = 0;
   std::int64_t routed_experts = 0;
   std::int64_t output_head = 0;  // 0 when tied (the embedding is reused)
+  std::int64_t mtp_projection = 0;  // multi-token prediction: each module's 2d -> d projection
 
   std::int64_t total() const;
   std::int64_t expert() const { return routed_experts; }
@@ -36,6 +37,12 @@ struct ParamCounts {
   std::int64_t expert = 0;
   std::int64_t per_expert = 0;  // one routed expert's FFN in one layer
   std::int64_t active = 0;      // used by one token: non-expert + top_k experts per MoE layer
+  // Multi-token prediction modules (model.mtp_layers), apart from the counts above: their
+  // own parameters (the embedding and output head are the model's), and what one token
+  // activates of them.
+  ParamBreakdown mtp;
+  std::int64_t mtp_total = 0;
+  std::int64_t mtp_active = 0;
 };
 
 ParamCounts count_params(const ModelSpec& model);
@@ -59,6 +66,10 @@ std::vector<StageParams> params_per_stage(const ModelSpec& model, const Plan& pl
 // Counts only what is sharded at all: dense parameters when dp > 1, experts when the
 // expert-data-parallel group has more than one rank.
 std::int64_t largest_sharded_unit_params(const ModelSpec& model, const Plan& plan, const StageParams& stage);
+
+// Adds model.mtp_layers multi-token prediction modules as a rank with the given tp, etp
+// and experts_here routed experts holds them.
+void add_mtp_modules(const ModelSpec& model, int tp, int etp, int experts_here, ParamBreakdown& b);
 
 // The layers of pipeline stage `stage`: contiguous chunks of layers/(pp*vpp), stage s
 // holding chunks s, s+pp, s+2pp, ... (interleaved when vpp > 1).

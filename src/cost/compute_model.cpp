@@ -219,6 +219,18 @@ std::vector<OpCost> head_forward_ops(const Profile& p, const ModelSpec& m, const
   return ops;
 }
 
+std::vector<OpCost> mtp_forward_ops(const Profile& p, const ModelSpec& m, const Plan& plan, double T) {
+  const double e = bytes_of(plan.precision), h = static_cast<double>(m.d_model);
+  std::vector<OpCost> ops;
+  OpCost norms = stream_op("mtp_norms", "mtp", 2 * 2 * e * T * h, 2, "layer_norm");
+  price(p, plan.precision, 1.0, norms);
+  ops.push_back(norms);
+  OpCost projection = gemm_op("mtp_projection", "mtp", T, h / plan.tp, 2 * h, e);
+  price(p, plan.precision, p.compute.gemm_efficiency.value, projection);
+  ops.push_back(projection);
+  return ops;
+}
+
 OpCost optimizer_op(const Profile& p, const Plan& plan, double params) {
   // Adam reads weights, gradients, both moments (and the master copy) and writes back
   // weights, moments (and master): one fused multi-tensor kernel.

@@ -54,6 +54,9 @@ std::vector<OpCost> layer_forward_ops(const Profile& profile, const ModelSpec& m
 // Embedding lookup and output head + loss, forward, on the first and last stage.
 std::vector<OpCost> embedding_forward_ops(const Profile& profile, const ModelSpec& model, const Plan& plan, double tokens);
 std::vector<OpCost> head_forward_ops(const Profile& profile, const ModelSpec& model, const Plan& plan, double tokens);
+// One multi-token prediction module's own forward ops beside its layer and its pass
+// through the output head: the two norms of its inputs and their 2d -> d projection.
+std::vector<OpCost> mtp_forward_ops(const Profile& profile, const ModelSpec& model, const Plan& plan, double tokens);
 // The optimizer step over `params` parameters held by this rank (after ZeRO sharding).
 OpCost optimizer_op(const Profile& profile, const Plan& plan, double params);
 

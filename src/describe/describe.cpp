@@ -18,7 +18,7 @@ nlohmann::ordered_json breakdown_json(const ParamBreakdown& b) {
           {"attention", b.attention},   {"norms", b.norms},
           {"dense_ffn", b.dense_ffn},   {"router", b.router},
           {"shared_experts", b.shared_experts}, {"routed_experts", b.routed_experts},
-          {"output_head", b.output_head}};
+          {"output_head", b.output_head}, {"mtp_projection", b.mtp_projection}};
 }
 
 // The stage whose rank holds the most parameters.
@@ -65,6 +65,7 @@ nlohmann::ordered_json describe_json(const DescribeInput& in) {
   params["active"] = pc.active;
   params["per_expert"] = pc.per_expert;
   params["by_kind"] = breakdown_json(pc.by_kind);
+  if (m.mtp_layers > 0) params["mtp"] = {{"total", pc.mtp_total}, {"active", pc.mtp_active}, {"by_kind", breakdown_json(pc.mtp)}};
 
   const ForwardFlops ff = forward_flops(m);
   nlohmann::ordered_json flops;
@@ -144,6 +145,10 @@ void describe_text(const DescribeInput& in, std::ostream& out) {
   t.add_row({"non-expert", with_commas(pc.non_expert), human_count(static_cast<double>(pc.non_expert))});
   t.add_row({"expert", with_commas(pc.expert), human_count(static_cast<double>(pc.expert))});
   t.add_row({"active per token", with_commas(pc.active), human_count(static_cast<double>(pc.active))});
+  if (m.mtp_layers > 0) {
+    t.add_row({"MTP modules (apart)", with_commas(pc.mtp_total), human_count(static_cast<double>(pc.mtp_total))});
+    t.add_row({"MTP active per token", with_commas(pc.mtp_active), human_count(static_cast<double>(pc.mtp_active))});
+  }
   std::optional<StageParams> big;
   if (in.plan) {
     const auto stages = params_per_stage(m, *in.plan);

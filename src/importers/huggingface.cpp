@@ -304,9 +304,10 @@ ImportResult import_huggingface(std::string_view text, const std::string& file, 
       rep.note("noaux_tc routing: the gate's e_score_correction_bias (" + num(std::int64_t{e.experts}) +
                " per MoE layer) is not counted");
   }
-  if (auto mtp = c.opt_integer("num_nextn_predict_layers", 0, L::max_layers); mtp && *mtp > 0)
-    rep.note("num_nextn_predict_layers " + num(*mtp) +
-             ": the multi-token-prediction module is not modelled yet (its layers are not counted)");
+  if (auto mtp = c.opt_integer("num_nextn_predict_layers", 0, L::max_layers); mtp && *mtp > 0) {
+    m.mtp_layers = static_cast<int>(*mtp);
+    rep.map("num_nextn_predict_layers " + num(*mtp), "mtp_layers (counted apart from the model's parameters)");
+  }
   if (const nlohmann::json* q = c.raw("quantization_config"); q && !q->is_null())
     rep.note("quantization_config: the checkpoint's storage format, irrelevant to training cost");
 

@@ -97,6 +97,7 @@ ModelSpec model_from_json(const nlohmann::json& doc, const std::string& file) {
   m.final_norm = r.boolean_or("final_norm", true);
   m.qkv_bias = r.boolean_or("qkv_bias", false);
   m.qk_norm = r.choice_or("qk_norm", QkNorm::none, kQkNorms);
+  m.mtp_layers = static_cast<int>(r.integer_or("mtp_layers", 0, 0, L::max_layers));
   if (r.has("mla")) {
     ObjectReader a = r.object("mla");
     MlaSpec mla;
@@ -138,6 +139,7 @@ nlohmann::ordered_json model_to_json(const ModelSpec& m) {
   j["final_norm"] = m.final_norm;
   if (m.qkv_bias) j["qkv_bias"] = true;
   if (m.qk_norm != QkNorm::none) j["qk_norm"] = to_string(m.qk_norm);
+  if (m.mtp_layers > 0) j["mtp_layers"] = m.mtp_layers;
   if (m.mla) {
     const MlaSpec& a = *m.mla;
     j["mla"] = {{"q_lora_rank", a.q_lora_rank}, {"kv_lora_rank", a.kv_lora_rank},

@@ -98,6 +98,12 @@ struct ModelSpec {
   QkNorm qk_norm = QkNorm::none;
   std::optional<MlaSpec> mla;  // set: multi-head latent attention replaces q/k/v
   bool final_norm = true;  // a norm after the last layer
+  // DeepSeek-V3's multi-token prediction depth (num_nextn_predict_layers): each module k
+  // predicts token i+k+1 from the previous depth's hidden state and the embedding of token
+  // i+k (enorm, hnorm, a 2d -> d projection, one transformer layer like the model's last,
+  // a norm before the shared output head). Trained beside the main model on its last
+  // pipeline stage; its parameters are counted apart from the model's.
+  int mtp_layers = 0;
   MoeSpec moe;
 
   bool is_moe() const { return moe.experts > 0; }

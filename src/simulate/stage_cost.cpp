@@ -91,6 +91,12 @@ StageTime stage_time(const ModelSpec& m, const Plan& p, const ClusterSpec& c, co
     ++count[kind];
     example[kind] = layer;
   }
+  const bool last = stage.stage == p.pp - 1;
+  if (last && m.mtp_layers > 0) {  // each multi-token prediction module's layer, shaped as the last
+    const int kind = m.is_moe_layer(m.layers - 1) ? 1 : 0;
+    count[kind] += m.mtp_layers;
+    example[kind] = m.layers - 1;
+  }
   for (int kind = 0; kind < 2; ++kind) {
     if (count[kind] == 0) continue;
     const StageTime one = price_layer(example[kind]);
@@ -101,7 +107,13 @@ StageTime stage_time(const ModelSpec& m, const Plan& p, const ClusterSpec& c, co
     for (const auto& [k, v] : one.compute) st.compute[k] += n * v;
     for (const auto& [k, v] : one.comm) st.comm[k] += n * v;
   }
-  if (stage.stage == p.pp - 1) account(head_forward_ops(prof, m, p, T), false, false);
+  if (last) {
+    account(head_forward_ops(prof, m, p, T), false, false);
+    for (int k = 0; k < m.mtp_layers; ++k) {
+      account(mtp_forward_ops(prof, m, p, T), false, false);
+      account(head_forward_ops(prof, m, p, T), false, false);
+    }
+  }
   if (p.pp > 1) {
     // Activations to the next stage forward, gradients back: both directions per micro-batch.
     GroupPlacement pair{2, groups.pp_crosses_nodes ? 2 : 1};

@@ -181,9 +181,30 @@ TEST(ImportHf, DeepSeekMlaLayersAndRouter) {
   EXPECT_EQ(v3.model.moe_layer_count(), 58);
   EXPECT_EQ(v3.model.moe.router_score, RouterScore::sigmoid);
   EXPECT_EQ(v3.model.moe.shared_experts, 1);
-  bool mtp_note = false;
-  for (const std::string& n : v3.report.notes) mtp_note = mtp_note || n.find("multi-token-prediction") != std::string::npos;
-  EXPECT_TRUE(mtp_note) << "MTP is not modelled: the report must say so";
+  EXPECT_EQ(v3.model.mtp_layers, 1);  // num_nextn_predict_layers
+}
+
+TEST(ImportHf, DeepSeekV3MultiTokenPredictionIsCountedApart) {
+  // README_WEIGHTS.md of DeepSeek-V3: the MTP module has "11.5B unique parameters,
+  // excluding the shared 0.9B Embedding and 0.9B output Head" and "2.4B activated,
+  // including" them. Its structure: enorm and hnorm, eh_proj (2d -> d), one transformer
+  // layer like the main model's (an MoE layer here) and shared_head.norm.
+  const ModelSpec m = import_fixture("deepseek-v3.config.json", {"seq_len=4096"}).model;
+  const ParamCounts c = count_params(m);
+  const std::int64_t d = 7168, V = 129280;
+  const std::int64_t layer = attention_params(m, 1) + 2 * d + router_params(m) + shared_expert_params(m, 1) +
+                             256 * expert_ffn_params(m, 1);
+  EXPECT_EQ(c.mtp_total, 3 * d + 2 * d * d + layer);  // 11,610,067,968
+  EXPECT_EQ(c.mtp_active, 3 * d + 2 * d * d + layer - 248 * expert_ffn_params(m, 1));
+  // The main model's counts do not include it: 671B, as before.
+  EXPECT_EQ(c.total, 671026404352);
+  // DeepSeek's published figures are met to their precision without eh_proj (0.10B),
+  // which their README lists in the module but its counts leave out: 11.61B with it.
+  const std::int64_t eh_proj = 2 * d * d;
+  EXPECT_EQ(c.mtp.mtp_projection, eh_proj);
+  EXPECT_TRUE(testing::matches_published(c.mtp_total - eh_proj, 11.5, 1)) << c.mtp_total - eh_proj;
+  EXPECT_FALSE(testing::matches_published(c.mtp_total, 11.5, 1)) << c.mtp_total;
+  EXPECT_TRUE(testing::matches_published(c.mtp_active - eh_proj + 2 * V * d, 2.4, 1)) << c.mtp_active;
 }
 
 TEST(ImportHf, TextConfigIsUnwrappedAndUnknownKeysListed) {
@@ -225,10 +246,12 @@ TEST(ImportHf, DeepSeekV3MlaFlopsInClosedForm) {
   EXPECT_EQ(per_layer, 187105280.0);
   // The same weights as the parameter count has, less the two latent norms' gains.
   EXPECT_EQ(static_cast<double>(attention_params(m, 1) - 1536 - 512), per_layer);
+  // 61 layers and the multi-token prediction module's one.
   const ForwardFlops f = forward_flops(m);
   const double s = 4096;
-  EXPECT_DOUBLE_EQ(f.qkv + f.attention_out, 61 * 2 * s * per_layer);
-  EXPECT_DOUBLE_EQ(f.attention_scores, 61 * 2 * s * s * 128 * (192.0 + 128));
+  EXPECT_EQ(m.mtp_layers, 1);
+  EXPECT_DOUBLE_EQ(f.qkv + f.attention_out, 62 * 2 * s * per_layer);
+  EXPECT_DOUBLE_EQ(f.attention_scores, 62 * 2 * s * s * 128 * (192.0 + 128));
 }
 
 TEST(ImportHf, SeqLenOverride) {

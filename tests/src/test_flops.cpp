@@ -4,6 +4,7 @@
 
 #include "src/accounting/capacity.hpp"
 #include "src/accounting/flops.hpp"
+#include "src/accounting/params.hpp"
 #include "src/model/model_json.hpp"
 
 namespace moesim {
@@ -37,6 +38,32 @@ TEST(Flops, MegatronClosedForm) {
               it.hardware);
   EXPECT_DOUBLE_EQ(it.model, model);
   EXPECT_DOUBLE_EQ(it.hardware, hardware);
+}
+
+TEST(Flops, MultiTokenPredictionAddsALayerAProjectionAndAHeadPassPerModule) {
+  // Per module and sequence: one more layer (24 s h^2 + 4 s^2 h, Megatron's per-layer
+  // forward), the 2h -> h projection (4 s h^2) and the shared head again (2 s h V).
+  const double s = 2048, h = 2048, V = 51200;
+  const ModelSpec m = gpt(2048, 24, 51200, 2048);
+  for (int depth : {1, 2}) {
+    ModelSpec mtp = m;
+    mtp.mtp_layers = depth;
+    EXPECT_DOUBLE_EQ(forward_flops(mtp).total() - forward_flops(m).total(),
+                     depth * (24 * s * h * h + 4 * s * s * h + 4 * s * h * h + 2 * s * h * V));
+    // Megatron-Core places the modules on the last stage: only its parameters grow, by
+    // exactly the modules' (projection and layer split over tp).
+    const Plan p = parse_inline_plan("tp=2,pp=2");
+    const auto with = params_per_stage(mtp, p), without = params_per_stage(m, p);
+    EXPECT_EQ(with[0].total, without[0].total);
+    ParamBreakdown modules;
+    add_mtp_modules(mtp, 2, 2, 0, modules);
+    EXPECT_EQ(with[1].total - without[1].total, modules.total());
+    EXPECT_EQ(modules.mtp_projection, depth * 2 * 2048 * 2048 / 2);
+    // Counted apart from the model.
+    EXPECT_EQ(count_params(mtp).total, count_params(m).total);
+    const std::int64_t layer = attention_params(m, 1) + 2 * norm_params(m) + dense_ffn_params(m, 1);
+    EXPECT_EQ(count_params(mtp).mtp_total, depth * (3 * norm_params(m) + 2 * 2048 * 2048 + layer));
+  }
 }
 
 TEST(Flops, ExpertWorkFollowsRoutedTokensAndCapacity) {
