@@ -67,7 +67,7 @@ Command add_search(CLI::App& app) {
   cmd->add_option("--max-mbs", a->max_mbs, "largest micro-batch (default 64)")->check(CLI::PositiveNumber);
   cmd->add_option("--headroom", a->headroom, "fraction of GPU memory to leave free (default 0)")
       ->check(CLI::Range(0.0, 0.95));
-  cmd->add_option("--routing", a->routing, "uniform, balanced, zipf:S or trace:FILE (default uniform)");
+  cmd->add_option("--routing", a->routing, "uniform, balanced, zipf:S, aux_free:S or trace:FILE (default uniform)");
   cmd->add_option("--rerank", a->rerank, "candidates re-ranked on the event tier (default 32)")
       ->check(CLI::Range(1, 100000));
   cmd->add_option("--tie", a->tie, "plans within this fraction of the winner tie (default 0.01)")
@@ -95,7 +95,8 @@ Command add_search(CLI::App& app) {
             space.max_pp = a->max_pp;
             space.max_tp = a->max_tp;
             space.max_mbs = a->max_mbs;
-            space.placements = model.is_moe() && (routing.kind == RoutingKind::zipf || routing.kind == RoutingKind::trace);
+            space.placements = model.is_moe() && (routing.kind == RoutingKind::zipf || routing.kind == RoutingKind::aux_free ||
+                                                        routing.kind == RoutingKind::trace);
             if (!a->fix.empty()) apply_fixed(space, a->fix, "--fix");
 
             SearchOptions options;

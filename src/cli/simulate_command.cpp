@@ -31,7 +31,7 @@ Command add_simulate(CLI::App& app) {
   cmd->add_option("--plan", args->plan, "plan JSON file, or inline: dp=8,ep=8,...")->required();
   cmd->add_option("--profile", args->profile, "profile JSON (default: profiles/<gpu>.json)");
   cmd->add_option("--routing", args->routing,
-                  "how tokens spread over experts: uniform, balanced (forced even), zipf:S (skew S >= 0) or trace:FILE (default uniform)");
+                  "how tokens spread over experts: uniform, balanced (forced even), zipf:S (skew S >= 0), aux_free:S (zipf:S balanced by DeepSeek-V3's bias) or trace:FILE (default uniform)");
   cmd->add_option("--tier", args->tier,
                   "analytic (closed forms, the default) or event (the timeline on the discrete-event engine)")
       ->check(CLI::IsMember({"analytic", "event"}));

@@ -27,7 +27,7 @@ kernels::SecondExpertPolicy policy_of(SecondExpertPolicy p) {
 
 std::vector<double> expert_weights(const RoutingSpec& r, int experts) {
   std::vector<double> w(static_cast<std::size_t>(experts), 1.0);
-  if (r.kind != RoutingKind::zipf) return w;
+  if (r.kind != RoutingKind::zipf && r.kind != RoutingKind::aux_free) return w;
   std::vector<int> order(static_cast<std::size_t>(experts));
   std::iota(order.begin(), order.end(), 0);
   std::shuffle(order.begin(), order.end(), std::mt19937_64(r.seed));
@@ -37,9 +37,10 @@ std::vector<double> expert_weights(const RoutingSpec& r, int experts) {
 
 namespace {
 
-// Top-k in token order with a per-expert capacity (k > 2, beyond fairseq's gates).
+// Top-k in token order with a per-expert capacity (k > 2, beyond fairseq's gates). The
+// experts are chosen by `select` (the logits when null); entropy is the logits'.
 ExpertLoad route_top_k(const std::vector<float>& logits, std::int64_t tokens, int experts, int k,
-                       std::optional<std::int64_t> capacity) {
+                       std::optional<std::int64_t> capacity, const std::vector<float>* select = nullptr) {
   ExpertLoad load;
   load.demand.assign(static_cast<std::size_t>(experts), 0.0);
   load.kept.assign(static_cast<std::size_t>(experts), 0.0);
@@ -47,9 +48,10 @@ ExpertLoad route_top_k(const std::vector<float>& logits, std::int64_t tokens, in
   double entropy = 0;
   for (std::int64_t t = 0; t < tokens; ++t) {
     const float* row = logits.data() + t * experts;
+    const float* key = select ? select->data() + t * experts : row;
     std::iota(idx.begin(), idx.end(), 0);
-    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int a, int b) { return row[a] > row[b] || (row[a] == row[b] && a < b); });
-    const float top = row[idx[0]];
+    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int a, int b) { return key[a] > key[b] || (key[a] == key[b] && a < b); });
+    const float top = *std::max_element(row, row + experts);
     double z = 0;
     for (int e = 0; e < experts; ++e) z += std::exp(static_cast<double>(row[e] - top));
     for (int e = 0; e < experts; ++e) {
@@ -107,22 +109,110 @@ Trace read_trace(const std::string& path) {
   return t;
 }
 
+// Router logits of `tokens` tokens: log(w_e) + Gumbel noise, the draw numbered from `first`.
+std::vector<float> router_logits(const std::vector<double>& log_w, std::int64_t tokens, std::uint64_t seed,
+                                 std::uint64_t first) {
+  const std::size_t E = log_w.size();
+  std::vector<float> logits(static_cast<std::size_t>(tokens) * E);
+  for (std::size_t i = 0; i < logits.size(); ++i)
+    logits[i] = static_cast<float>(log_w[i % E]) + kernels::gumbel(seed, first + i);
+  return logits;
+}
+
+// What the router's scores are: sigmoid per expert (DeepSeek-V3) or softmax over them.
+std::vector<float> router_scores(const ModelSpec& m, const std::vector<float>& logits) {
+  const auto E = static_cast<std::size_t>(m.moe.experts);
+  std::vector<float> s(logits.size());
+  for (std::size_t t = 0; t < logits.size() / E; ++t) {
+    const float* z = logits.data() + t * E;
+    float* out = s.data() + t * E;
+    if (m.moe.router_score == RouterScore::sigmoid) {
+      for (std::size_t e = 0; e < E; ++e) out[e] = 1.0f / (1.0f + std::exp(-z[e]));
+      continue;
+    }
+    const float top = *std::max_element(z, z + E);
+    float sum = 0;
+    for (std::size_t e = 0; e < E; ++e) sum += (out[e] = std::exp(z[e] - top));
+    for (std::size_t e = 0; e < E; ++e) out[e] /= sum;
+  }
+  return s;
+}
+
+std::vector<float> biased(std::vector<float> scores, const std::vector<double>& bias) {
+  for (std::size_t i = 0; i < scores.size(); ++i) scores[i] += static_cast<float>(bias[i % bias.size()]);
+  return scores;
+}
+
+std::vector<double> log_weights(const RoutingSpec& routing, int experts) {
+  std::vector<double> log_w = expert_weights(routing, experts);
+  for (double& x : log_w) x = std::log(x);
+  return log_w;
+}
+
 }  // namespace
+
+std::vector<double> aux_free_bias(const ModelSpec& m, const RoutingSpec& routing) {
+  const int E = m.moe.experts, k = m.moe.top_k;
+  const auto Es = static_cast<std::size_t>(E), ks = static_cast<std::size_t>(k);
+  const std::vector<double> log_w = log_weights(routing, E);
+  // The updates cycle over kAuxFreeDraws draws of tokens, drawn after the one route_tokens
+  // routes: the scores are computed once, only the biases change.
+  const std::uint64_t draw = static_cast<std::uint64_t>(kAuxFreeTokensPerUpdate) * Es;
+  std::vector<std::vector<float>> scores;
+  for (int d = 0; d < kAuxFreeDraws; ++d)
+    scores.push_back(router_scores(m, router_logits(log_w, kAuxFreeTokensPerUpdate, routing.seed, draw * (d + 1))));
+  std::vector<double> bias(Es, 0.0);
+  std::vector<float> bias_f(Es), top_v(ks);
+  std::vector<int> top_i(ks);
+  std::vector<std::int64_t> demand(Es);
+  const double mean = static_cast<double>(kAuxFreeTokensPerUpdate) * k / E;
+  for (int u = 0; u < kAuxFreeUpdates; ++u) {
+    const std::vector<float>& s = scores[static_cast<std::size_t>(u % kAuxFreeDraws)];
+    for (std::size_t e = 0; e < Es; ++e) bias_f[e] = static_cast<float>(bias[e]);
+    std::fill(demand.begin(), demand.end(), 0);
+    for (std::int64_t t = 0; t < kAuxFreeTokensPerUpdate; ++t) {
+      // Top-k of score + bias by insertion into a sorted list of k (ties: the lower index,
+      // as route_top_k breaks them).
+      const float* row = s.data() + static_cast<std::size_t>(t) * Es;
+      std::size_t n = 0;
+      for (std::size_t e = 0; e < Es; ++e) {
+        const float key = row[e] + bias_f[e];
+        if (n == ks && key <= top_v[ks - 1]) continue;
+        std::size_t j = n < ks ? n++ : ks - 1;
+        for (; j > 0 && top_v[j - 1] < key; --j) {
+          top_v[j] = top_v[j - 1];
+          top_i[j] = top_i[j - 1];
+        }
+        top_v[j] = key;
+        top_i[j] = static_cast<int>(e);
+      }
+      for (std::size_t j = 0; j < ks; ++j) ++demand[static_cast<std::size_t>(top_i[j])];
+    }
+    for (std::size_t e = 0; e < Es; ++e) {
+      if (static_cast<double>(demand[e]) > mean) bias[e] -= kAuxFreeBiasSpeed;
+      if (static_cast<double>(demand[e]) < mean) bias[e] += kAuxFreeBiasSpeed;
+    }
+  }
+  return bias;
+}
 
 RoutingSpec parse_routing(const std::string& text) {
   RoutingSpec r;
-  const std::string expected = "expected uniform, balanced, zipf:S (S >= 0) or trace:FILE, got \"" + text + "\"";
+  const std::string expected =
+      "expected uniform, balanced, zipf:S (S >= 0), aux_free:S (S >= 0) or trace:FILE, got \"" + text + "\"";
   if (text == "uniform") return r;
   if (text == "balanced") {
     r.kind = RoutingKind::balanced;
     return r;
   }
-  if (text.rfind("zipf:", 0) == 0) {
-    r.kind = RoutingKind::zipf;
+  const bool aux_free = text.rfind("aux_free:", 0) == 0;
+  if (text.rfind("zipf:", 0) == 0 || aux_free) {
+    r.kind = aux_free ? RoutingKind::aux_free : RoutingKind::zipf;
+    const std::size_t at = aux_free ? 9 : 5;
     try {
       std::size_t used = 0;
-      r.zipf_s = std::stod(text.substr(5), &used);
-      if (used != text.size() - 5 || !(r.zipf_s >= 0) || !std::isfinite(r.zipf_s)) throw std::invalid_argument("s");
+      r.zipf_s = std::stod(text.substr(at), &used);
+      if (used != text.size() - at || !(r.zipf_s >= 0) || !std::isfinite(r.zipf_s)) throw std::invalid_argument("s");
     } catch (const std::exception&) {
       throw InputError("--routing", "", expected);
     }
@@ -140,9 +230,10 @@ std::string to_string(const RoutingSpec& r) {
   switch (r.kind) {
     case RoutingKind::uniform: return "uniform";
     case RoutingKind::balanced: return "balanced";
-    case RoutingKind::zipf: {
+    case RoutingKind::zipf:
+    case RoutingKind::aux_free: {
       char buf[48];
-      std::snprintf(buf, sizeof buf, "zipf:%g", r.zipf_s);
+      std::snprintf(buf, sizeof buf, "%s:%g", r.kind == RoutingKind::zipf ? "zipf" : "aux_free", r.zipf_s);
       return buf;
     }
     case RoutingKind::trace: return "trace:" + r.trace;
@@ -197,12 +288,12 @@ ExpertLoad route_tokens(const ModelSpec& m, const RoutingSpec& routing, std::int
     const int c = capacity ? static_cast<int>(*capacity) : static_cast<int>(tokens);
     load.stats = kernels::gate_stats_from_tallies(h1, h2, h1, h2, static_cast<int>(tokens), c,
                                                   static_cast<double>(tokens) * std::log(static_cast<double>(E)));
+  } else if (routing.kind == RoutingKind::aux_free) {
+    const std::vector<float> logits = router_logits(log_weights(routing, E), tokens, routing.seed, 0);
+    const std::vector<float> keys = biased(router_scores(m, logits), aux_free_bias(m, routing));
+    load = route_top_k(logits, tokens, E, k, capacity, &keys);
   } else {
-    std::vector<double> log_w = expert_weights(routing, E);
-    for (double& x : log_w) x = std::log(x);
-    std::vector<float> logits(static_cast<std::size_t>(tokens) * static_cast<std::size_t>(E));
-    for (std::size_t i = 0; i < logits.size(); ++i)
-      logits[i] = static_cast<float>(log_w[i % static_cast<std::size_t>(E)]) + kernels::gumbel(routing.seed, i);
+    const std::vector<float> logits = router_logits(log_weights(routing, E), tokens, routing.seed, 0);
     if (k <= 2) {
       kernels::GateOptions o;
       o.k = k;

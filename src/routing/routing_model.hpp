@@ -17,7 +17,9 @@ namespace moesim {
 
 // balanced: every expert gets exactly its share, as Megatron's
 // --moe-router-force-load-balancing makes published benchmarks route.
-enum class RoutingKind { uniform, zipf, trace, balanced };
+// aux_free: a Zipf-skewed router balanced by DeepSeek-V3's auxiliary-loss-free bias
+// (below).
+enum class RoutingKind { uniform, zipf, trace, balanced, aux_free };
 
 struct RoutingSpec {
   RoutingKind kind = RoutingKind::uniform;
@@ -26,8 +28,8 @@ struct RoutingSpec {
   std::uint64_t seed = 1;
 };
 
-// "uniform", "balanced", "zipf:S" (S >= 0) or "trace:FILE"; bad text is an InputError on
-// --routing.
+// "uniform", "balanced", "zipf:S" (S >= 0), "aux_free:S" (S >= 0) or "trace:FILE"; bad
+// text is an InputError on --routing.
 RoutingSpec parse_routing(const std::string& text);
 std::string to_string(const RoutingSpec& r);
 
@@ -56,6 +58,21 @@ struct ExpertLoad {
 // expert tokens * k / E choices (the remainder to the first experts), uniform router
 // probabilities, and drops only what exceeds the capacity.
 ExpertLoad route_tokens(const ModelSpec& model, const RoutingSpec& routing, std::int64_t tokens);
+
+// DeepSeek-V3's auxiliary-loss-free balancing (technical report, section 2.1.2): experts
+// are chosen by the top-k of score + bias (the score, sigmoid or softmax of the logit as
+// the model's router has it, still weighs the output), and after each step every expert's
+// bias moves by gamma towards balance: minus gamma if it was overloaded, plus gamma if
+// underloaded. gamma = 0.001, the report's bias update speed (section 4.2).
+inline constexpr double kAuxFreeBiasSpeed = 0.001;
+// Scores lie in (0, 1), so 1 / gamma updates let a bias cross their whole range: after
+// that many the bias has had time to reach its steady state from zero.
+inline constexpr int kAuxFreeUpdates = 1000;
+// Tokens routed per bias update, cycling over this many draws.
+inline constexpr std::int64_t kAuxFreeTokensPerUpdate = 1024;
+inline constexpr int kAuxFreeDraws = 8;
+// The biases after kAuxFreeUpdates updates of a router skewed as `routing`'s Zipf.
+std::vector<double> aux_free_bias(const ModelSpec& model, const RoutingSpec& routing);
 
 // Expert-parallel ranks each hold `experts / ep` experts (a contiguous block, or every
 // ep-th expert under round_robin) and receive the tokens of all `ep` ranks, routed alike

@@ -3,6 +3,7 @@
 // plan's expert compute follows the routing.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -19,7 +20,7 @@
 namespace moesim {
 namespace {
 
-TEST(Routing, ParsesItsFourForms) {
+TEST(Routing, ParsesItsForms) {
   EXPECT_EQ(parse_routing("uniform").kind, RoutingKind::uniform);
   EXPECT_EQ(parse_routing("balanced").kind, RoutingKind::balanced);
   EXPECT_EQ(to_string(parse_routing("balanced")), "balanced");
@@ -28,14 +29,18 @@ TEST(Routing, ParsesItsFourForms) {
   EXPECT_EQ(z.zipf_s, 1.5);
   EXPECT_EQ(to_string(z), "zipf:1.5");
   EXPECT_EQ(parse_routing("trace:t.json").trace, "t.json");
-  for (const char* bad : {"zipf:", "zipf:-1", "zipf:1x", "trace:", "skewed"}) {
+  const RoutingSpec a = parse_routing("aux_free:1.2");
+  EXPECT_EQ(a.kind, RoutingKind::aux_free);
+  EXPECT_EQ(a.zipf_s, 1.2);
+  EXPECT_EQ(to_string(a), "aux_free:1.2");
+  for (const char* bad : {"zipf:", "zipf:-1", "zipf:1x", "trace:", "skewed", "aux_free:", "aux_free:-2"}) {
     try {
       parse_routing(bad);
       FAIL() << bad;
     } catch (const InputError& e) {
       EXPECT_EQ(std::string(e.what()),
-                std::string("--routing: expected uniform, balanced, zipf:S (S >= 0) or trace:FILE, got \"") + bad +
-                    "\"");
+                std::string("--routing: expected uniform, balanced, zipf:S (S >= 0), aux_free:S (S >= 0) or trace:FILE, "
+                            "got \"") + bad + "\"");
     }
   }
 }
@@ -64,6 +69,39 @@ TEST(Routing, ZipfFirstChoicesFollowTheirWeights) {
   // The hottest expert's share of first choices: 1 / H_4 = 12/25, within 4 sigma.
   const double expected = 12.0 / 25.0, sigma = std::sqrt(expected * (1 - expected) / static_cast<double>(tokens));
   EXPECT_NEAR(load.stats.expert1_balance_top / 100.0, expected, 4 * sigma);
+}
+
+TEST(Routing, AuxLossFreeBiasBalancesASkewedRouter) {
+  // DeepSeek-V3's rule moves each bias by gamma = 0.001 a step, down when the expert was
+  // overloaded, up when underloaded: after 1,000 steps every bias is a whole number of
+  // steps within [-1, 1], the hottest experts' the lowest, and the skew is mostly gone.
+  for (const RouterScore score : {RouterScore::sigmoid, RouterScore::softmax}) {
+    SCOPED_TRACE(to_string(score));
+    ModelSpec m = dropless_top2(16);
+    m.moe.router_score = score;
+    const RoutingSpec skewed = parse_routing("zipf:1.5"), balanced = parse_routing("aux_free:1.5");
+    const std::vector<double> bias = aux_free_bias(m, balanced);
+    ASSERT_EQ(bias.size(), 16u);
+    for (double b : bias) {
+      EXPECT_NEAR(b / kAuxFreeBiasSpeed, std::round(b / kAuxFreeBiasSpeed), 1e-6) << b;
+      EXPECT_LE(std::abs(b), kAuxFreeUpdates * kAuxFreeBiasSpeed + 1e-12);
+    }
+    const std::vector<double> w = expert_weights(balanced, 16);
+    const auto hottest = std::max_element(w.begin(), w.end()) - w.begin();
+    const auto coldest = std::min_element(w.begin(), w.end()) - w.begin();
+    EXPECT_EQ(std::min_element(bias.begin(), bias.end()) - bias.begin(), hottest);
+    EXPECT_GT(bias[static_cast<std::size_t>(coldest)], 0.0);
+    // The micro-batch routed with those biases: the busiest expert near its share.
+    auto max_over_mean = [&](const RoutingSpec& r) {
+      const ExpertLoad l = route_tokens(m, r, 8192);
+      const double mean = 8192.0 * 2 / 16;
+      return *std::max_element(l.demand.begin(), l.demand.end()) / mean;
+    };
+    EXPECT_GT(max_over_mean(skewed), 3.0);
+    EXPECT_LT(max_over_mean(balanced), 1.25);
+    // Deterministic: the same seed, the same biases.
+    EXPECT_EQ(aux_free_bias(m, balanced), bias);
+  }
 }
 
 TEST(Routing, TraceDropsByFairseqsRuleExactly) {
