@@ -121,6 +121,7 @@ void check_runnable(const ModelSpec& m, const Plan& p, const std::string& model_
   if (m.positions == Positions::sinusoidal) unsupported(model_file, "positions", "expected learned or rotary");
   if (m.activation == Activation::relu) unsupported(model_file, "activation", "expected gelu or swiglu");
   if (m.mla) unsupported(model_file, "mla", "expected none");
+  if (m.moe.expert_groups > 0) unsupported(model_file, "moe.expert_groups", "expected none (no group-limited routing)");
   if (m.mtp_layers > 0) unsupported(model_file, "mtp_layers", "expected 0 (no multi-token prediction in the executor)");
   if (m.qk_norm != QkNorm::none) unsupported(model_file, "qk_norm", "expected none");
   if (m.is_moe()) {

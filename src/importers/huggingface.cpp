@@ -296,8 +296,18 @@ ImportResult import_huggingface(std::string_view text, const std::string& file, 
       rep.defaults("moe.gate_bias", "false", family + " router: Linear(hidden, experts, bias=False)");
     }
     rep.defaults("moe.gate_precision", "fp32", "moesim default; transformers computes the router in the model dtype");
+    // Group-limited routing: n_group groups, topk_group of them per token (1 group: no limit).
+    const std::int64_t groups = c.opt_integer("n_group", 1, L::max_experts).value_or(1);
+    const std::int64_t per_token = c.opt_integer("topk_group", 1, L::max_experts).value_or(groups);
+    if (groups > 1 && per_token < groups) {
+      e.expert_groups = static_cast<int>(groups);
+      e.groups_per_token = static_cast<int>(per_token);
+      rep.map("n_group " + num(groups) + ", topk_group " + num(per_token), "moe.expert_groups, moe.groups_per_token");
+      if (c.opt_string("topk_method").value_or("") == "group_limited_greedy")
+        rep.note("topk_method group_limited_greedy scores a group by its best expert; moesim scores it by its best two (DeepSeek-V3's noaux_tc)");
+    }
     // Routing details moesim does not model: listed, not silently dropped.
-    for (const char* k : {"norm_topk_prob", "routed_scaling_factor", "n_group", "topk_group", "topk_method", "seq_aux",
+    for (const char* k : {"norm_topk_prob", "routed_scaling_factor", "topk_method", "seq_aux",
                           "router_jitter_noise", "ep_size"})
       if (const nlohmann::json* v = c.raw(k)) rep.note(std::string(k) + " " + to_text(*v) + ": routing detail not modelled (no parameters)");
     if (family == "deepseek_v3" && c.opt_string("topk_method").value_or("noaux_tc") == "noaux_tc")

@@ -49,6 +49,8 @@ MoeSpec read_moe(ObjectReader r, int layers) {
   e.second_expert_policy = r.choice_or("second_expert_policy", SecondExpertPolicy::all, kSecondExpertPolicies);
   e.gate_precision = r.choice_or("gate_precision", DType::fp32, kDTypes);
   e.router_score = r.choice_or("router_score", RouterScore::softmax, kRouterScores);
+  e.expert_groups = static_cast<int>(r.integer_or("expert_groups", 0, 1, e.experts));
+  e.groups_per_token = static_cast<int>(r.integer_or("groups_per_token", 0, 1, e.experts));
   e.gate_bias = r.boolean_or("gate_bias", false);
   e.aux_loss_weight = r.number_or("aux_loss_weight", 0.0, 0.0, 1e6);
   if (r.has("dense_to_sparse")) {
@@ -169,6 +171,10 @@ nlohmann::ordered_json model_to_json(const ModelSpec& m) {
   moe["second_expert_policy"] = to_string(e.second_expert_policy);
   moe["gate_precision"] = to_string(e.gate_precision);
   moe["router_score"] = to_string(e.router_score);
+  if (e.expert_groups > 0) {
+    moe["expert_groups"] = e.expert_groups;
+    moe["groups_per_token"] = e.groups_per_token;
+  }
   moe["gate_bias"] = e.gate_bias;
   moe["aux_loss_weight"] = e.aux_loss_weight;
   if (e.dense_to_sparse) {

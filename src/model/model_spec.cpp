@@ -46,6 +46,18 @@ void validate(const ModelSpec& m, const std::string& file) {
   const MoeSpec& e = m.moe;
   if (e.top_k < 1 || e.top_k > e.experts)
     fail("moe.top_k", "expected 1 to experts (" + std::to_string(e.experts) + "), got " + std::to_string(e.top_k));
+  if ((e.expert_groups > 0) != (e.groups_per_token > 0))
+    fail(e.expert_groups > 0 ? "moe.groups_per_token" : "moe.expert_groups",
+         "expected expert_groups and groups_per_token together (group-limited routing)");
+  if (e.expert_groups > 0) {
+    if (e.experts % e.expert_groups != 0)
+      fail("moe.expert_groups", "expected a divisor of experts (" + std::to_string(e.experts) + "), got " +
+                                    std::to_string(e.expert_groups));
+    if (e.groups_per_token > e.expert_groups)
+      fail("moe.groups_per_token", "expected at most expert_groups (" + std::to_string(e.expert_groups) + ")");
+    if (e.top_k > e.groups_per_token * (e.experts / e.expert_groups))
+      fail("moe.groups_per_token", "expected the groups to hold top_k (" + std::to_string(e.top_k) + ") experts");
+  }
   if (e.layers.list.empty()) {
     if (e.layers.every < 1) fail("moe.layers.every", "expected at least 1");
     if (e.layers.offset < 0 || e.layers.offset >= m.layers)

@@ -58,6 +58,11 @@ struct MoeSpec {
   SecondExpertPolicy second_expert_policy = SecondExpertPolicy::all;
   DType gate_precision = DType::fp32;
   RouterScore router_score = RouterScore::softmax;
+  // Group-limited routing (DeepSeek-V3's n_group / topk_group): the experts form
+  // `expert_groups` equal groups; a token first picks its `groups_per_token` groups by the
+  // sum of each group's two best scores, then its top_k experts inside them. 0: no limit.
+  int expert_groups = 0;
+  int groups_per_token = 0;
   bool gate_bias = false;
   double aux_loss_weight = 0.0;
   std::optional<DenseToSparse> dense_to_sparse;

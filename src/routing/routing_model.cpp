@@ -138,6 +138,33 @@ std::vector<float> router_scores(const ModelSpec& m, const std::vector<float>& l
   return s;
 }
 
+// Group-limited routing on one token's selection keys: its groups_per_token groups with
+// the largest sum of their two best keys (one key for groups of one) keep their keys; the
+// others' become -infinity. Ties go to the lower group.
+void limit_groups(const MoeSpec& moe, float* keys, std::vector<float>& group_score, std::vector<int>& order) {
+  const int G = moe.expert_groups, per = moe.experts / G;
+  group_score.resize(static_cast<std::size_t>(G));
+  order.resize(static_cast<std::size_t>(G));
+  for (int g = 0; g < G; ++g) {
+    float best = -INFINITY, second = -INFINITY;
+    for (int e = g * per; e < (g + 1) * per; ++e) {
+      if (keys[e] > best) {
+        second = best;
+        best = keys[e];
+      } else if (keys[e] > second) {
+        second = keys[e];
+      }
+    }
+    group_score[static_cast<std::size_t>(g)] = per > 1 ? best + second : best;
+  }
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    return group_score[static_cast<std::size_t>(a)] > group_score[static_cast<std::size_t>(b)];
+  });
+  for (std::size_t r = static_cast<std::size_t>(moe.groups_per_token); r < order.size(); ++r)
+    for (int e = order[r] * per; e < (order[r] + 1) * per; ++e) keys[e] = -INFINITY;
+}
+
 std::vector<float> biased(std::vector<float> scores, const std::vector<double>& bias) {
   for (std::size_t i = 0; i < scores.size(); ++i) scores[i] += static_cast<float>(bias[i % bias.size()]);
   return scores;
@@ -151,6 +178,14 @@ std::vector<double> log_weights(const RoutingSpec& routing, int experts) {
 
 }  // namespace
 
+void limit_groups(const MoeSpec& moe, std::vector<float>& keys) {
+  if (moe.expert_groups == 0) return;
+  std::vector<float> score;
+  std::vector<int> order;
+  const auto E = static_cast<std::size_t>(moe.experts);
+  for (std::size_t t = 0; t < keys.size() / E; ++t) limit_groups(moe, keys.data() + t * E, score, order);
+}
+
 std::vector<double> aux_free_bias(const ModelSpec& m, const RoutingSpec& routing) {
   const int E = m.moe.experts, k = m.moe.top_k;
   const auto Es = static_cast<std::size_t>(E), ks = static_cast<std::size_t>(k);
@@ -162,8 +197,8 @@ std::vector<double> aux_free_bias(const ModelSpec& m, const RoutingSpec& routing
   for (int d = 0; d < kAuxFreeDraws; ++d)
     scores.push_back(router_scores(m, router_logits(log_w, kAuxFreeTokensPerUpdate, routing.seed, draw * (d + 1))));
   std::vector<double> bias(Es, 0.0);
-  std::vector<float> bias_f(Es), top_v(ks);
-  std::vector<int> top_i(ks);
+  std::vector<float> bias_f(Es), top_v(ks), keys(Es), group_score;
+  std::vector<int> top_i(ks), group_order;
   std::vector<std::int64_t> demand(Es);
   const double mean = static_cast<double>(kAuxFreeTokensPerUpdate) * k / E;
   for (int u = 0; u < kAuxFreeUpdates; ++u) {
@@ -174,9 +209,11 @@ std::vector<double> aux_free_bias(const ModelSpec& m, const RoutingSpec& routing
       // Top-k of score + bias by insertion into a sorted list of k (ties: the lower index,
       // as route_top_k breaks them).
       const float* row = s.data() + static_cast<std::size_t>(t) * Es;
+      for (std::size_t e = 0; e < Es; ++e) keys[e] = row[e] + bias_f[e];
+      if (m.moe.expert_groups > 0) limit_groups(m.moe, keys.data(), group_score, group_order);
       std::size_t n = 0;
       for (std::size_t e = 0; e < Es; ++e) {
-        const float key = row[e] + bias_f[e];
+        const float key = keys[e];
         if (n == ks && key <= top_v[ks - 1]) continue;
         std::size_t j = n < ks ? n++ : ks - 1;
         for (; j > 0 && top_v[j - 1] < key; --j) {
@@ -290,7 +327,13 @@ ExpertLoad route_tokens(const ModelSpec& m, const RoutingSpec& routing, std::int
                                                   static_cast<double>(tokens) * std::log(static_cast<double>(E)));
   } else if (routing.kind == RoutingKind::aux_free) {
     const std::vector<float> logits = router_logits(log_weights(routing, E), tokens, routing.seed, 0);
-    const std::vector<float> keys = biased(router_scores(m, logits), aux_free_bias(m, routing));
+    std::vector<float> keys = biased(router_scores(m, logits), aux_free_bias(m, routing));
+    limit_groups(m.moe, keys);
+    load = route_top_k(logits, tokens, E, k, capacity, &keys);
+  } else if (m.moe.expert_groups > 0) {
+    const std::vector<float> logits = router_logits(log_weights(routing, E), tokens, routing.seed, 0);
+    std::vector<float> keys = router_scores(m, logits);
+    limit_groups(m.moe, keys);
     load = route_top_k(logits, tokens, E, k, capacity, &keys);
   } else {
     const std::vector<float> logits = router_logits(log_weights(routing, E), tokens, routing.seed, 0);

@@ -59,6 +59,12 @@ struct ExpertLoad {
 // probabilities, and drops only what exceeds the capacity.
 ExpertLoad route_tokens(const ModelSpec& model, const RoutingSpec& routing, std::int64_t tokens);
 
+// Group-limited routing (moe.expert_groups, moe.groups_per_token) on tokens' selection
+// keys, E per token: each token keeps the keys of its groups_per_token groups with the
+// largest sum of their two best keys (DeepSeek-V3's rule; ties to the lower group); the
+// others become -infinity, so no top-k picks them. Nothing without groups.
+void limit_groups(const MoeSpec& moe, std::vector<float>& keys);
+
 // DeepSeek-V3's auxiliary-loss-free balancing (technical report, section 2.1.2): experts
 // are chosen by the top-k of score + bias (the score, sigmoid or softmax of the logit as
 // the model's router has it, still weighs the output), and after each step every expert's

@@ -182,6 +182,9 @@ TEST(ImportHf, DeepSeekMlaLayersAndRouter) {
   EXPECT_EQ(v3.model.moe.router_score, RouterScore::sigmoid);
   EXPECT_EQ(v3.model.moe.shared_experts, 1);
   EXPECT_EQ(v3.model.mtp_layers, 1);  // num_nextn_predict_layers
+  EXPECT_EQ(v3.model.moe.expert_groups, 8);  // n_group
+  EXPECT_EQ(v3.model.moe.groups_per_token, 4);  // topk_group
+  EXPECT_EQ(lite.moe.expert_groups, 0);  // n_group 1: no limit
 }
 
 TEST(ImportHf, DeepSeekV3MultiTokenPredictionIsCountedApart) {

@@ -104,6 +104,46 @@ TEST(Routing, AuxLossFreeBiasBalancesASkewedRouter) {
   }
 }
 
+TEST(Routing, GroupLimitedRoutingKeepsTheBestGroupsByTheirTwoBestScores) {
+  // 8 experts in 4 groups of 2, 2 groups per token. Group sums of the two best keys:
+  // token 0: {0.9+0.1, 0.5+0.4, 0.3+0.0, 0.8+0.3} = {1.0, 0.9, 0.3, 1.1}: groups 3 and 0
+  // stay (a token's single best expert, 0.9, does not decide alone).
+  // token 1: every group sums 1.0: the lowest two, 0 and 1, stay.
+  MoeSpec moe;
+  moe.experts = 8;
+  moe.top_k = 2;
+  moe.expert_groups = 4;
+  moe.groups_per_token = 2;
+  std::vector<float> keys = {0.9f, 0.1f, 0.5f, 0.4f, 0.3f, 0.0f, 0.8f, 0.3f,  //
+                             0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f};
+  limit_groups(moe, keys);
+  const float x = -INFINITY;
+  EXPECT_EQ(keys, (std::vector<float>{0.9f, 0.1f, x, x, x, x, 0.8f, 0.3f,  //
+                                      0.5f, 0.5f, 0.5f, 0.5f, x, x, x, x}));
+  // No groups: nothing changes.
+  std::vector<float> same = {1, 2, 3, 4, 5, 6, 7, 8};
+  MoeSpec plain = moe;
+  plain.expert_groups = plain.groups_per_token = 0;
+  limit_groups(plain, same);
+  EXPECT_EQ(same, (std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8}));
+  // One group per token with experts hot in every group: each token's two choices share a
+  // group, so no token ever reaches all four groups' hottest experts at once; and with every
+  // group allowed the routing is the unlimited one.
+  ModelSpec m = dropless_top2(16);
+  m.moe.top_k = 4;
+  const RoutingSpec zipf = parse_routing("zipf:1");
+  const ExpertLoad free = route_tokens(m, zipf, 4096);
+  m.moe.expert_groups = 4;
+  m.moe.groups_per_token = 4;
+  EXPECT_EQ(route_tokens(m, zipf, 4096).demand, free.demand);
+  m.moe.groups_per_token = 1;
+  const ExpertLoad limited = route_tokens(m, zipf, 4096);
+  EXPECT_NE(limited.demand, free.demand);
+  double total = 0;
+  for (double d : limited.demand) total += d;
+  EXPECT_EQ(total, 4096.0 * 4);  // dropless: every token still gets its four experts
+}
+
 TEST(Routing, TraceDropsByFairseqsRuleExactly) {
   // 100 tokens, 4 experts, top-2, capacity 2 * ceil(1.0 * 100 / 4) = 50 per expert.
   ModelSpec m = dropless_top2(4);
