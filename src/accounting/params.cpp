@@ -146,17 +146,24 @@ std::int64_t largest_sharded_unit_params(const ModelSpec& m, const Plan& p, cons
 
 std::vector<int> stage_layers(const ModelSpec& m, const Plan& p, int stage) {
   if (p.first_stage_layers > 0 || p.last_stage_layers > 0) {
-    // Uneven (check_plan made the middle split exact): first, the even middle, last.
+    // Uneven (check_plan made the middle split exact): first, the even middle, last. As in
+    // Megatron-Core, each stage splits its layers evenly over its vpp chunks, and the
+    // model's layers run through the chunks in order: chunk c of stage s is the model's
+    // (c pp + s)-th.
     const int first = p.first_stage_layers, last = p.last_stage_layers;
     const int middle_stages = p.pp - (first > 0) - (last > 0);
     const int each = middle_stages > 0 ? (m.layers - first - last) / middle_stages : 0;
     std::vector<int> count(static_cast<std::size_t>(p.pp), each);
     if (first > 0) count.front() = first;
     if (last > 0) count.back() = last;
-    int begin = 0;
-    for (int s = 0; s < stage; ++s) begin += count[static_cast<std::size_t>(s)];
     std::vector<int> out;
-    for (int i = 0; i < count[static_cast<std::size_t>(stage)]; ++i) out.push_back(begin + i);
+    int begin = 0;
+    for (int chunk = 0; chunk < p.pp * p.vpp; ++chunk) {
+      const int s = chunk % p.pp, size = count[static_cast<std::size_t>(s)] / p.vpp;
+      if (s == stage)
+        for (int i = 0; i < size; ++i) out.push_back(begin + i);
+      begin += size;
+    }
     return out;
   }
   const int chunks = p.pp * p.vpp;

@@ -68,7 +68,8 @@ void check_plan_rules(const Plan& p, const std::string& source) {
   for (const auto& [field, n] : {std::pair{"first_stage_layers", p.first_stage_layers}, {"last_stage_layers", p.last_stage_layers}}) {
     if (n == 0) continue;
     if (p.pp < 2) fail(field, "expected 0 unless pp > 1");
-    if (p.schedule == Schedule::interleaved) fail(field, "expected 0 with the interleaved schedule");
+    if (n % p.vpp != 0)
+      fail(field, "expected a multiple of vpp (" + std::to_string(p.vpp) + "): a stage splits its layers evenly over its virtual stages");
   }
   if (p.sp && p.tp < 2) fail("sp", "expected tp > 1: sequence parallelism splits what tensor parallelism replicates");
 }
@@ -236,9 +237,10 @@ void check_plan(const Plan& p, const ModelSpec& m, const std::string& source) {
     const int middle = p.pp - (p.first_stage_layers > 0) - (p.last_stage_layers > 0);
     const int rest = m.layers - ends;
     const char* field = p.last_stage_layers > 0 ? "last_stage_layers" : "first_stage_layers";
-    if (rest < middle || (middle == 0 && rest != 0) || (middle > 0 && rest % middle != 0))
+    if (rest < middle || (middle == 0 && rest != 0) || (middle > 0 && rest % (static_cast<std::int64_t>(middle) * p.vpp) != 0))
       fail(field, "expected the model's " + std::to_string(m.layers) + " layers less first_stage_layers and last_stage_layers (" +
-                      std::to_string(rest) + ") to split evenly over the other " + std::to_string(middle) + " stages, at least one each");
+                      std::to_string(rest) + ") to split evenly over the other " + std::to_string(middle) + " stages" +
+                      (p.vpp > 1 ? " and their " + std::to_string(p.vpp) + " virtual stages" : "") + ", at least one each");
   }
   // Megatron's load-balanced context parallelism cuts each sequence into 2*cp chunks.
   if (m.seq_len % (2 * static_cast<std::int64_t>(p.cp)) != 0 && p.cp > 1)

@@ -66,7 +66,8 @@ struct Plan {
   // Megatron's --decoder-first-pipeline-num-layers / --decoder-last-pipeline-num-layers:
   // the layers of the first and last pipeline stage (0: an even share), for models whose
   // layers do not split evenly or whose embedding and head make the end stages heavy. The
-  // stages between split the rest evenly. Not with the interleaved schedule.
+  // stages between split the rest evenly; with the interleaved schedule each stage splits
+  // its layers evenly over its vpp virtual stages (Megatron-Core).
   int first_stage_layers = 0;
   int last_stage_layers = 0;
 

@@ -190,7 +190,24 @@ TEST(Params, UnevenFirstAndLastStagesTakeTheirLayersAndTheRestSplitEvenly) {
     }
   }
   EXPECT_THROW(parse_inline_plan("first_stage_layers=2"), InputError);  // needs pp > 1
-  EXPECT_THROW(parse_inline_plan("pp=2,vpp=2,schedule=interleaved,gbs=2,first_stage_layers=2"), InputError);
+  // With virtual stages each stage splits its count evenly over its chunks, and the layers
+  // run through the chunks in order (Megatron-Core): pp 3, vpp 2, 4 layers on the first
+  // stage, 10 on each other: chunks of 2, 5, 5, 2, 5, 5 layers.
+  const Plan il = parse_inline_plan("pp=3,vpp=2,schedule=interleaved,gbs=6,first_stage_layers=4");
+  EXPECT_NO_THROW(check_plan(il, m, "test"));
+  EXPECT_EQ(stage_layers(m, il, 0), (std::vector<int>{0, 1, 12, 13}));
+  EXPECT_EQ(stage_layers(m, il, 1), (std::vector<int>{2, 3, 4, 5, 6, 14, 15, 16, 17, 18}));
+  EXPECT_EQ(stage_layers(m, il, 2), (std::vector<int>{7, 8, 9, 10, 11, 19, 20, 21, 22, 23}));
+  // A stage's count must split over its virtual stages, and so must the middle's.
+  EXPECT_THROW(parse_inline_plan("pp=2,vpp=2,schedule=interleaved,gbs=2,first_stage_layers=3"), InputError);
+  try {
+    check_plan(parse_inline_plan("pp=4,vpp=2,schedule=interleaved,gbs=4,first_stage_layers=2"), m, "p");
+    ADD_FAILURE() << "expected an error";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("(22) to split evenly over the other 3 stages and their 2 virtual stages"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Params, ActiveCountsTopKExperts) {
