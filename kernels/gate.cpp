@@ -93,6 +93,78 @@ void balance(std::span<const int> hist, int tokens, double& top, double& bottom,
     }
 }
 
+GateResult dts_gate_forward(std::span<const float> logits, int tokens, int experts,
+                            const GateOptions& options, std::span<const std::uint8_t> padding)
+{
+    const char* fn = "gate_forward (dense-to-sparse)";
+    require(options.k >= 1 && options.k <= experts, fn, "k must be in [1, experts]");
+    const int k = experts;
+    const float inv_t = 1.0f / options.dts_temperature;
+    GateResult r;
+    r.tokens = tokens;
+    r.experts = experts;
+    r.k = k;
+    r.capacity = tokens;
+    r.probs.resize(elems(tokens, experts));
+    r.expert.assign(elems(tokens, k), -1);
+    r.location.assign(elems(tokens, k), -1);
+    r.kept.assign(elems(tokens, k), 0);
+    r.weight.assign(elems(tokens, k), 0.0f);
+    r.counts.assign(experts, 0);
+    r.demand.assign(experts, 0);
+    r.ce.assign(experts, 0.0f);
+    std::vector<int> hist1(experts, 0), demand1(experts, 0);
+    std::vector<double> prob_sum(experts, 0.0);
+    std::vector<int> order(experts);
+    double entropy_sum = 0;
+    for (int t = 0; t < tokens; ++t) {
+        const float* x = logits.data() + elems(t, experts);
+        float* p = r.probs.data() + elems(t, experts);
+        float mx = x[0] * inv_t;
+        for (int e = 1; e < experts; ++e) {
+            mx = std::max(mx, x[e] * inv_t);
+        }
+        float sum = 0;
+        for (int e = 0; e < experts; ++e) {
+            p[e] = std::exp(x[e] * inv_t - mx);
+            sum += p[e];
+        }
+        for (int e = 0; e < experts; ++e) {
+            p[e] /= sum;
+            prob_sum[e] += p[e];
+        }
+        entropy_sum += token_entropy(p, experts);
+        for (int e = 0; e < experts; ++e) {
+            order[e] = e;
+        }
+        // On the logits, as fairseq's argmax, so that the kept experts are a prefix.
+        std::stable_sort(order.begin(), order.end(), [x](int a, int b) { return x[a] > x[b]; });
+        ++hist1[order[0]];
+        const bool pad = !padding.empty() && padding[t] != 0;
+        if (!pad) {
+            ++demand1[order[0]];
+        }
+        for (int j = 0; j < k; ++j) {
+            const std::size_t c = elems(t, k) + j;
+            const int e = order[j];
+            r.expert[c] = e;
+            const bool take = !pad && (options.dts_dense || j < options.k || p[e] > options.dts_threshold);
+            if (take) {
+                r.location[c] = r.counts[e]++;
+                r.kept[c] = 1;
+                r.weight[c] = p[e];
+            }
+        }
+    }
+    for (int e = 0; e < experts; ++e) {
+        r.demand[e] = r.counts[e];
+        r.ce[e] = tokens > 0 ? static_cast<float>(static_cast<double>(demand1[e]) / tokens) : 0.0f;
+    }
+    r.aux_loss = aux_loss_from_sums(prob_sum, demand1, tokens);
+    r.stats = gate_stats_from_tallies(hist1, {}, demand1, {}, tokens, tokens, entropy_sum);
+    return r;
+}
+
 }  // namespace
 
 float aux_loss_from_sums(std::span<const double> prob_sum, std::span<const int> first_demand,
@@ -154,6 +226,12 @@ GateResult gate_forward(std::span<const float> logits, int tokens, int experts,
 {
     const char* fn = "gate_forward";
     require(tokens >= 0 && experts >= 1, fn, "needs tokens >= 0 and experts >= 1");
+    require_size(logits.size(), elems(tokens, experts), fn, "logits");
+    require(padding.empty() || padding.size() == static_cast<std::size_t>(tokens), fn,
+            "padding must be empty or have one entry per token");
+    if (options.dts_temperature > 0) {
+        return dts_gate_forward(logits, tokens, experts, options, padding);
+    }
     require(options.k == 1 || options.k == 2, fn,
             "k must be 1 (Top1Gate) or 2 (Top2Gate), got " + std::to_string(options.k));
     require(options.k <= experts, fn, "k = 2 needs at least two experts");
@@ -287,7 +365,8 @@ void gate_backward(const GateResult& r, const GateOptions& options, std::span<co
 {
     const char* fn = "gate_backward";
     const int tokens = r.tokens, experts = r.experts, k = r.k;
-    require(options.k == k, fn, "options.k differs from the forward's k");
+    const bool dts = options.dts_temperature > 0;
+    require(dts ? k == experts : options.k == k, fn, "options.k differs from the forward's k");
     require_size(dweight.size(), elems(tokens, k), fn, "dweight");
     require_size(dlogits.size(), elems(tokens, experts), fn, "dlogits");
     if (tokens == 0) {
@@ -304,7 +383,11 @@ void gate_backward(const GateResult& r, const GateOptions& options, std::span<co
         std::copy(daux_dp.begin(), daux_dp.end(), dp.begin());
         const std::size_t c = elems(t, k);
         const int e1 = r.expert[c];
-        if (k == 1) {
+        if (dts) {
+            for (int j = 0; j < k; ++j) {
+                dp[r.expert[c + j]] += r.kept[c + j] ? dweight[c + j] : 0.0f;
+            }
+        } else if (k == 1) {
             dp[e1] += r.kept[c] ? dweight[c] : 0.0f;
         } else {
             const int e2 = r.expert[c + 1];
@@ -314,14 +397,15 @@ void gate_backward(const GateResult& r, const GateOptions& options, std::span<co
             dp[e1] += dg1;
             dp[e2] += dg2;
         }
-        // Softmax backward: dx = p * (dp - sum p dp).
+        // Softmax backward: dx = p * (dp - sum p dp), over T for softmax(logits / T).
         double dot = 0;
         for (int e = 0; e < experts; ++e) {
             dot += static_cast<double>(p[e]) * dp[e];
         }
         float* dx = dlogits.data() + elems(t, experts);
+        const float inv_t = dts ? 1.0f / options.dts_temperature : 1.0f;
         for (int e = 0; e < experts; ++e) {
-            dx[e] = p[e] * (dp[e] - static_cast<float>(dot));
+            dx[e] = p[e] * (dp[e] - static_cast<float>(dot)) * inv_t;
         }
     }
 }

@@ -43,6 +43,11 @@ struct GateOptions {
     SecondExpertPolicy second_policy = SecondExpertPolicy::Sampling;  // fairseq's default
     bool normalize_before_dropping = false;  // --moe-normalize-gate-prob-before-dropping
     std::uint64_t seed = 0;                  // for the sampling and random policies
+    // EvoMoE's dense-to-sparse gate (arXiv 2112.14397) while dts_temperature > 0; see
+    // "Dense-to-sparse gate" below. 0: fairseq's gate as above.
+    float dts_temperature = 0;
+    float dts_threshold = 0;  // a token takes the experts whose weight exceeds it, at least k
+    bool dts_dense = false;   // the dense phase: every token takes every expert
 };
 
 // Training capacity of Top2Gate: 2 * ceil(tokens / experts).
@@ -88,6 +93,18 @@ struct GateResult {
     GateStats stats;
 };
 
+// Dense-to-sparse gate (GateOptions::dts_temperature > 0): probs = softmax(logits / T) in
+// fp32; a token's choices are all E experts ordered by descending logit (ties to the lowest
+// index), so GateResult::k = E and choice 0 is the argmax. Choice j is kept (routed) when
+// dts_dense, or j < options.k, or its prob exceeds dts_threshold: the experts over the
+// threshold, at least the top k. Dropless: capacity = tokens, locations count each expert's
+// kept choices in token order. Combine weight of a kept choice = its prob, not
+// renormalised over the kept experts (EvoMoE's DTS gate scales each expert's output by its
+// gate weight). No Gumbel noise (EvoMoE's DTS gate adds it; left out so that the route is a
+// function of the logits alone, deterministic and resumable without an RNG key). l_aux,
+// ce and the balance stats count each token's argmax as its first choice (capacity never
+// drops, so the overflows are 0); me comes from the tempered probs.
+//
 // Routes `tokens` tokens over `experts` experts from logits (tokens x experts). padding is
 // empty or has one entry per token (nonzero = padding). Throws std::invalid_argument on
 // inconsistent sizes or options (k not 1 or 2, k > experts, capacity < 0).
@@ -95,7 +112,7 @@ GateResult gate_forward(std::span<const float> logits, int tokens, int experts,
                         const GateOptions& options, std::span<const std::uint8_t> padding = {});
 
 // Gradient of the logits given the gradient of the combine weights (tokens x k, as
-// GateResult::weight) and of l_aux (a scalar, e.g. the gate-loss weight). Writes dlogits
+// GateResult::weight; under the dense-to-sparse gate through softmax(logits / T)) and of l_aux (a scalar, e.g. the gate-loss weight). Writes dlogits
 // (tokens x experts); argmax, Gumbel noise, the random policy and dropping are constants,
 // as under torch autograd.
 void gate_backward(const GateResult& result, const GateOptions& options,

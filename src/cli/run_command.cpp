@@ -94,6 +94,13 @@ nlohmann::ordered_json log_line(const std::vector<exec::StepRecord>& steps, std:
   j["expert1_balance_top"] = mean(&exec::StepRecord::expert1_balance_top);
   j["expert1_balance_bottom"] = mean(&exec::StepRecord::expert1_balance_bottom);
   j["unused_expert1_count"] = mean(&exec::StepRecord::unused_expert1_count);
+  // moe.dense_to_sparse (EvoMoE) only: the gate's phase and temperature at the line's last
+  // update, and the experts per token averaged over the line's updates.
+  if (!last.dts_phase.empty()) {
+    j["dts_phase"] = last.dts_phase;
+    j["dts_temperature"] = last.dts_temperature;
+    j["dts_active_experts"] = mean(&exec::StepRecord::dts_active_experts);
+  }
   j["wps"] = seconds > 0 ? static_cast<double>(tokens) / seconds : 0.0;
   j["ups"] = seconds > 0 ? static_cast<double>(n) / seconds : 0.0;
   j["wpb"] = last.tokens;
@@ -360,6 +367,8 @@ Command add_run(CLI::App& app) {
             const Plan plan = load_plan(a->plan);
             check_plan(plan, model, a->plan);
             exec::check_runnable(model, plan, a->model, a->plan);
+            if (a->device == "cuda" && model.moe.dense_to_sparse)
+              throw InputError(a->model, "moe.dense_to_sparse", "expected none with --device cuda (the dense-to-sparse gate runs on cpu)");
 
             exec::TrainOptions options;
             options.steps = a->steps;

@@ -7,6 +7,7 @@
 #include "kernels/counter_rng.hpp"
 #include "src/accounting/capacity.hpp"
 #include "src/executor/moe_layer.hpp"
+#include "src/routing/dense_to_sparse.hpp"
 
 namespace moesim::exec {
 
@@ -129,13 +130,18 @@ void count_choices(Backend& B, const Routing& g, MicroBatchResult& out) {
   std::vector<int> expert(n), location(n);
   B.download(expert.data(), g.expert.data(), n * sizeof(int));
   B.download(location.data(), g.location.data(), n * sizeof(int));
-  std::vector<int> first(z(g.experts)), second(g.k == 2 ? z(g.experts) : 0);
+  // The dense-to-sparse gate's k is E (every expert a choice, kept or not): its choices
+  // past the second count in neither trace.
+  std::vector<int> first(z(g.experts)), second(g.k >= 2 ? z(g.experts) : 0);
+  int routed = 0;
   for (std::size_t t = 0; t < z(g.tokens); ++t)
     for (int j = 0; j < g.k; ++j) {
       const std::size_t c = t * z(g.k) + z(j);
       if (location[c] < 0) continue;
-      (j == 0 ? first : second)[z(expert[c])] += 1;
+      ++routed;
+      if (j < 2) (j == 0 ? first : second)[z(expert[c])] += 1;
     }
+  out.active_experts_sum += g.tokens > 0 ? static_cast<double>(routed) / g.tokens : 0.0;
   out.expert1.push_back(std::move(first));
   out.expert2.push_back(std::move(second));
 }
@@ -166,13 +172,23 @@ Replica::Replica(Backend& b, const ModelSpec& m, const ExpertShard& s, int ep_ra
   b.zero(zeros.data(), n * sizeof(float));
 }
 
-kernels::GateOptions gate_options(const ModelSpec& model, int tokens, std::uint64_t seed) {
+kernels::GateOptions gate_options(const ModelSpec& model, int tokens, std::uint64_t seed, std::int64_t step) {
   kernels::GateOptions o;
   o.k = model.moe.top_k;
   o.second_policy = to_kernel(model.moe.second_expert_policy);
   o.seed = seed;
   // Dropless: every expert can hold every token (a token picks an expert at most once).
   o.capacity = static_cast<int>(expert_capacity(model.moe, tokens).value_or(tokens));
+  if (model.moe.dense_to_sparse) {
+    const DenseToSparse& d = *model.moe.dense_to_sparse;
+    const DtsPhase phase = dts_phase(d, step);
+    if (phase != DtsPhase::sparse) {
+      o.dts_temperature = static_cast<float>(dts_temperature(d, step));
+      o.dts_threshold = static_cast<float>(d.threshold);
+      o.dts_dense = phase == DtsPhase::dense;
+      o.capacity = tokens;
+    }
+  }
   return o;
 }
 
@@ -194,7 +210,7 @@ struct Dims {
             router_precision(r.model.moe.gate_precision, r.backend.gemm_precision())} {
     // Each MoE layer draws its own gate noise.
     for (const LayerParams& L : r.layout.layers)
-      gates.push_back(gate_options(r.model, rows, kernels::mix64(in.gate_seed + z(L.index))));
+      gates.push_back(gate_options(r.model, rows, kernels::mix64(in.gate_seed + z(L.index)), in.step));
   }
   int seq, rows, d, V;
   int heads, kv_heads, hd, qw, kvw, qkv_w;  // this tensor-parallel rank's heads

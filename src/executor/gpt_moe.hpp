@@ -47,6 +47,7 @@ struct MicroBatchResult {
   double loss_sum = 0;  // nats, over the micro-batch's tokens
   int tokens = 0;
   double aux_loss_sum = 0;  // sum over MoE layers of l_aux
+  double active_experts_sum = 0;  // sum over MoE layers of the mean experts a token is routed to
   std::vector<kernels::GateStats> gate_stats;
   std::vector<int> moe_index;  // of each entry's layer, among the model's MoE layers
   // Tokens whose first (expert1) and second (expert2, k = 2) choice is each expert, by
@@ -59,6 +60,7 @@ struct MicroBatchInput {
   const std::int32_t* targets = nullptr;  // host, mbs x seq
   int mbs = 0;
   std::uint64_t gate_seed = 0;  // the gate's random draws for this micro-batch
+  std::int64_t step = 0;        // the update (0-based), for moe.dense_to_sparse's schedule
   float loss_scale = 0;         // d(loss)/d(loss_sum): 1 / tokens of the global batch
   float aux_scale = 0;          // d(loss)/d(l_aux) of each gate call
   Recompute recompute = Recompute::none;
@@ -103,7 +105,10 @@ Array<float> stage_backward(Replica& replica, const StageComms& comms, const Mic
 MicroBatchResult train_micro_batch(Replica& replica, const StageComms& comms, const MicroBatchInput& in);
 
 // The gate options of an MoE layer for `tokens` tokens on a rank (capacity from
-// src/accounting/capacity.hpp, as the simulator sizes it).
-kernels::GateOptions gate_options(const ModelSpec& model, int tokens, std::uint64_t seed);
+// src/accounting/capacity.hpp, as the simulator sizes it) at update `step` (0-based):
+// with moe.dense_to_sparse, EvoMoE's dense-to-sparse gate while the schedule is dense or
+// annealing (src/routing/dense_to_sparse.hpp's phase and temperature), dropless then: the
+// capacity factor applies from the sparse phase on, to the model's top-k gate.
+kernels::GateOptions gate_options(const ModelSpec& model, int tokens, std::uint64_t seed, std::int64_t step = 0);
 
 }  // namespace moesim::exec

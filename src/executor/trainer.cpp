@@ -15,6 +15,7 @@
 #include "src/executor/gpt_moe.hpp"
 #include "src/executor/pipeline.hpp"
 #include "src/executor/rank_grid.hpp"
+#include "src/routing/dense_to_sparse.hpp"
 
 namespace moesim::exec {
 namespace {
@@ -130,7 +131,6 @@ void check_runnable(const ModelSpec& m, const Plan& p, const std::string& model_
     if (m.moe.shared_experts != 0) unsupported(model_file, "moe.shared_experts", "expected 0");
     if (m.moe.router_score != RouterScore::softmax) unsupported(model_file, "moe.router_score", "expected softmax");
     if (m.moe.gate_bias) unsupported(model_file, "moe.gate_bias", "expected false");
-    if (m.moe.dense_to_sparse) unsupported(model_file, "moe.dense_to_sparse", "expected none");
     if (p.precision == DType::bf16 && m.moe.gate_precision == DType::fp16)
       unsupported(model_file, "moe.gate_precision", "expected fp32 or bf16 with precision bf16");
     if (p.precision == DType::fp16 && m.moe.gate_precision == DType::bf16)
@@ -164,6 +164,9 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
                                                std::to_string(plan.world()) + "), got " +
                                                std::to_string(world.size()));
   const RankGrid grid = rank_grid(plan, world.rank());
+  // The CUDA gate kernels are fairseq's top-1/top-2 only.
+  if (model.moe.dense_to_sparse && B.kind() != "cpu")
+    throw InputError("--device", "moe.dense_to_sparse", "expected --device cpu (no dense-to-sparse gate on " + B.kind() + ")");
   B.set_gemm_precision(plan.precision == DType::bf16   ? kernels::GemmPrecision::bf16
                        : plan.precision == DType::fp16 ? kernels::GemmPrecision::fp16
                                                        : kernels::GemmPrecision::fp32);
@@ -251,7 +254,8 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
 
     // Summed over this rank's micro-batches, then over the data-parallel group:
     // loss, l_aux, 6 gate figures, then expert1 and expert2 counts per MoE layer.
-    std::vector<float> sums(8 + 2 * z(moe_layers) * E, 0.0f);
+    // Last: the experts per token summed over MoE layers (moe.dense_to_sparse's figure).
+    std::vector<float> sums(8 + 2 * z(moe_layers) * E + 1, 0.0f);
     double loss_sum = 0, aux_sum = 0;
     std::vector<MicroBatchState> states(z(M) * z(chunks));  // by chunk, then micro-batch
     // The simulator's names: F<virtual stage>.<mb>, the virtual stage chunk * pp + stage.
@@ -263,6 +267,7 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
       in.mbs = mbs;
       // One seed per micro-batch of the whole update, so a split over ranks draws alike.
       in.gate_seed = kernels::mix64(options.seed ^ kernels::mix64(z(step * plan.dp * M + grid.dp * M + mb)));
+      in.step = step;
       in.loss_scale = static_cast<float>(loss_scale / global_tokens);
       in.aux_scale = static_cast<float>(loss_scale * model.moe.aux_loss_weight / calls);
       in.recompute = plan.recompute;
@@ -286,6 +291,7 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
       timeline.add("F" + tag(chunk, mb), "forward", t, step + 1);
       loss_sum += r.loss_sum;
       aux_sum += r.aux_loss_sum;
+      sums.back() += static_cast<float>(r.active_experts_sum);
       for (std::size_t l = 0; l < r.gate_stats.size(); ++l) {
         const kernels::GateStats& s = r.gate_stats[l];
         sums[2] += static_cast<float>(s.overflow_expert1);
@@ -408,6 +414,14 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
       rec.expert1_balance_top = sums[5] / gate_calls;
       rec.expert1_balance_bottom = sums[6] / gate_calls;
       rec.unused_expert1_count = sums[7] / gate_calls;
+      rec.dts_active_experts = sums.back() / gate_calls;
+    }
+    if (model.moe.dense_to_sparse) {
+      const DenseToSparse& d = *model.moe.dense_to_sparse;
+      rec.dts_phase = dts_phase(d, step) == DtsPhase::dense       ? "dense"
+                      : dts_phase(d, step) == DtsPhase::annealing ? "annealing"
+                                                                  : "sparse";
+      rec.dts_temperature = dts_temperature(d, step);
     }
     rec.lr = lr;
     rec.gnorm = gnorm;

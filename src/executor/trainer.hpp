@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "kernels/adam.hpp"
@@ -61,6 +62,13 @@ struct StepRecord {
   // Gate metadata averaged over MoE layers and micro-batches (fairseq's names).
   double overflow_expert1 = 0, overflow_expert2 = 0, entropy_gating = 0;
   double expert1_balance_top = 0, expert1_balance_bottom = 0, unused_expert1_count = 0;
+  // moe.dense_to_sparse: the gate's phase ("dense", "annealing", "sparse") and temperature
+  // at this update; empty and 0 without it. dts_active_experts: experts a token is routed
+  // to (before capacity drops), averaged over MoE layers and micro-batches (top_k without
+  // the schedule, less the random policy's refusals).
+  std::string dts_phase;
+  double dts_temperature = 0;
+  double dts_active_experts = 0;
   double lr = 0;
   double gnorm = 0;          // global gradient norm before clipping (unscaled under fp16)
   // fp16: the loss scale after the update (fairseq's loss_scale; doubled when the update

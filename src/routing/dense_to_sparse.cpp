@@ -9,6 +9,22 @@
 
 namespace moesim {
 
+DtsPhase dts_phase(const DenseToSparse& d, std::int64_t step) {
+  if (step < d.dense_steps) return DtsPhase::dense;
+  if (step >= d.dense_steps + d.anneal_steps) return DtsPhase::sparse;
+  return DtsPhase::annealing;
+}
+
+double dts_temperature(const DenseToSparse& d, std::int64_t step) {
+  switch (dts_phase(d, step)) {
+    case DtsPhase::dense: return d.temperature_start;
+    case DtsPhase::sparse: return d.temperature_end;
+    case DtsPhase::annealing: break;
+  }
+  const double progress = static_cast<double>(step - d.dense_steps) / static_cast<double>(d.anneal_steps);
+  return d.temperature_start + (d.temperature_end - d.temperature_start) * progress;
+}
+
 GateAtStep gate_at_step(const ModelSpec& m, const RoutingSpec& routing, std::int64_t step) {
   GateAtStep g;
   g.top_k = m.moe.top_k;
@@ -17,20 +33,16 @@ GateAtStep gate_at_step(const ModelSpec& m, const RoutingSpec& routing, std::int
   if (!m.is_moe() || !m.moe.dense_to_sparse) return g;
   const DenseToSparse& d = *m.moe.dense_to_sparse;
   const int E = m.moe.experts;
-  if (step < d.dense_steps) {
+  const DtsPhase phase = dts_phase(d, step);
+  g.temperature = dts_temperature(d, step);
+  if (phase == DtsPhase::dense) {
     g.phase = "dense";
-    g.temperature = d.temperature_start;
     g.top_k = E;
     g.active_experts = E;
     return g;
   }
-  if (step >= d.dense_steps + d.anneal_steps) {
-    g.temperature = d.temperature_end;
-    return g;
-  }
+  if (phase == DtsPhase::sparse) return g;
   g.phase = "annealing";
-  const double progress = static_cast<double>(step - d.dense_steps) / static_cast<double>(d.anneal_steps);
-  g.temperature = d.temperature_start + (d.temperature_end - d.temperature_start) * progress;
   // Experts over the threshold per token, on the routing model's logits.
   std::vector<double> log_w = expert_weights(routing, E);
   for (double& x : log_w) x = std::log(x);

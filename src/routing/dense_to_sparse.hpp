@@ -11,6 +11,16 @@
 
 namespace moesim {
 
+enum class DtsPhase { dense, annealing, sparse };
+
+// The phase of update `step` (0-based: the updates done before it) and the gate's softmax
+// temperature then: temperature_start while dense, linear from temperature_start to
+// temperature_end over annealing (the config's law; EvoMoE's paper does not fix it),
+// temperature_end once sparse. Shared by the simulator (gate_at_step) and the executor's
+// gate (src/executor), so that both follow one schedule.
+DtsPhase dts_phase(const DenseToSparse& d, std::int64_t step);
+double dts_temperature(const DenseToSparse& d, std::int64_t step);
+
 struct GateAtStep {
   std::string phase;         // "dense", "annealing" or "sparse"
   double temperature = 0;    // the gate's softmax temperature (annealing), else its end points

@@ -1,5 +1,5 @@
 // The models the executor's tests train: tiny-moe as shipped (fairseq's layers), deeper,
-// and with open_lm's layers.
+// and with open_lm's layers; tiny-evomoe (EvoMoE's dense-to-sparse gate).
 #pragma once
 
 #include <string>
@@ -9,6 +9,12 @@
 namespace moesim {
 
 inline ModelSpec tiny_moe() { return load_model(std::string(MOESIM_SOURCE_DIR) + "/configs/models/tiny-moe.json"); }
+
+// EvoMoE's dense-to-sparse gate on tiny-moe, top-1 at the end: dense for updates 0-1,
+// annealing at 2-3 (temperature 2.0, 1.25), sparse from 4 on.
+inline ModelSpec tiny_evomoe() {
+  return load_model(std::string(MOESIM_SOURCE_DIR) + "/configs/models/tiny-evomoe.json");
+}
 
 // tiny-moe with `layers` layers (every other one MoE still): deep enough for pp=4 with two
 // chunks per stage (interleaved).

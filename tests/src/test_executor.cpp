@@ -1,7 +1,8 @@
 // The executor on one rank: every layer type's backward against central finite
 // differences of the loss, the sharded parameters against the single-rank model, bf16 and
 // fp16 training against fp32, fp16's dynamic loss scaling, and the interleaved pipeline
-// schedule's order and exchanges (all stages played out in one process).
+// schedule's order and exchanges (all stages played out in one process); EvoMoE's
+// dense-to-sparse gate in each phase of its schedule.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -22,6 +23,7 @@
 #include "src/executor/parameters.hpp"
 #include "src/executor/pipeline.hpp"
 #include "src/executor/trainer.hpp"
+#include "src/routing/dense_to_sparse.hpp"
 #include "tests/src/executor_test_models.hpp"
 
 namespace moesim::exec {
@@ -50,6 +52,7 @@ struct Fixture {
     in.targets = targets.data();
     in.mbs = 2;
     in.gate_seed = 5;
+    in.step = step;
     in.loss_scale = 1.0f;
     in.aux_scale = static_cast<float>(model.moe.aux_loss_weight);
     const MicroBatchResult r = train_micro_batch(rep, StageComms{self, self}, in);
@@ -62,13 +65,15 @@ struct Fixture {
   Replica rep;
   SelfCommunicator self;
   std::vector<std::int32_t> tokens, targets;
+  std::int64_t step = 0;  // the update, for moe.dense_to_sparse's schedule
 };
 
 // Every tensor's three largest gradients against central differences of the loss.
-void expect_gradients_match(ModelSpec m) {
+void expect_gradients_match(ModelSpec m, std::int64_t step = 0) {
   m.moe.capacity_factor.reset();  // dropless: no token flips between kept and dropped
   m.moe.second_expert_policy = SecondExpertPolicy::all;
   Fixture f(m);
+  f.step = step;
   f.rep.dense.zero_grads();
   f.rep.expert.zero_grads();
   MicroBatchResult base;
@@ -103,8 +108,10 @@ void expect_gradients_match(ModelSpec m) {
         p[i] = saved - static_cast<float>(h);
         const double lm = f.loss(&minus);
         p[i] = saved;
+        // The dense-to-sparse gate's experts past the second show in the count alone.
         if (plus.expert1 != base.expert1 || minus.expert1 != base.expert1 || plus.expert2 != base.expert2 ||
-            minus.expert2 != base.expert2)
+            minus.expert2 != base.expert2 || plus.active_experts_sum != base.active_experts_sum ||
+            minus.active_experts_sum != base.active_experts_sum)
           continue;
         const double fd = (lp - lm) / (2 * h);
         EXPECT_NEAR(g[i], fd, 2e-5 / h + 2e-2 * std::abs(fd)) << t.name << "[" << i << "] h=" << h;
@@ -598,6 +605,194 @@ TEST(ExecutorPrecision, RefusesLowPrecisionMasterAndOptimizerState) {
     EXPECT_EQ(e.field(), "moe.gate_precision");
   }
   check_runnable(fp16_gate, parse_inline_plan("precision=fp16"), "tiny-moe", "precision=fp16");
+}
+
+
+// ---- EvoMoE's dense-to-sparse gate ----
+
+// tokens x experts logits spread over about [-1.5, 1.5], deterministic.
+std::vector<float> some_logits(int tokens, int experts) {
+  std::vector<float> x(static_cast<std::size_t>(tokens) * static_cast<std::size_t>(experts));
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(1.5 * std::sin(1.7 * static_cast<double>(i) + 0.3));
+  return x;
+}
+
+kernels::GateOptions dts_options(int k, float temperature, float threshold, bool dense) {
+  kernels::GateOptions o;
+  o.k = k;
+  o.dts_temperature = temperature;
+  o.dts_threshold = threshold;
+  o.dts_dense = dense;
+  return o;
+}
+
+// Dense phase: every token goes to every expert, weights softmax(logits / T) summing to 1.
+TEST(ExecutorDtsGate, DensePhaseRoutesEveryTokenToEveryExpert) {
+  const int T = 6, E = 4;
+  const std::vector<float> x = some_logits(T, E);
+  const kernels::GateResult g = kernels::gate_forward(x, T, E, dts_options(1, 2.0f, 0.25f, true));
+  ASSERT_EQ(g.k, E);
+  for (int t = 0; t < T; ++t) {
+    double sum = 0;
+    std::set<int> experts;
+    for (int j = 0; j < E; ++j) {
+      const std::size_t c = static_cast<std::size_t>(t * E + j);
+      EXPECT_EQ(g.kept[c], 1) << "token " << t << " choice " << j;
+      experts.insert(g.expert[c]);
+      sum += g.weight[c];
+      // softmax(x / 2) by hand.
+      double z = 0;
+      for (int e = 0; e < E; ++e) z += std::exp((x[static_cast<std::size_t>(t * E + e)] - x[static_cast<std::size_t>(t * E + g.expert[c])]) / 2.0);
+      EXPECT_NEAR(g.weight[c], 1.0 / z, 1e-6);
+    }
+    EXPECT_EQ(experts.size(), static_cast<std::size_t>(E));
+    EXPECT_NEAR(sum, 1.0, 1e-6) << "token " << t;
+  }
+  for (int e = 0; e < E; ++e) EXPECT_EQ(g.counts[static_cast<std::size_t>(e)], T);
+}
+
+// Annealing by hand: T = 1.25 and logits 1.25 ln(w) give weights w. Threshold 0.2, k = 2.
+// Token 0: w = (.5, .25, .125, .125): experts 0 and 1 pass. Token 1: w = (1, 1, 1, 8)/11:
+// expert 3 alone passes, the top 2 add expert 0 (ties to the lowest index). Token 2:
+// uniform, 0.25 each: all four pass.
+TEST(ExecutorDtsGate, AnnealingTakesTheExpertsOverTheThresholdAtLeastTopK) {
+  const float T = 1.25f;
+  auto l = [&](double w) { return static_cast<float>(1.25 * std::log(w)); };
+  const std::vector<float> x = {l(4), l(2), l(1), l(1), l(1), l(1), l(1), l(8), 0, 0, 0, 0};
+  const kernels::GateResult g = kernels::gate_forward(x, 3, 4, dts_options(2, T, 0.2f, false));
+  auto routed = [&](int t) {
+    std::map<int, float> out;
+    for (int j = 0; j < 4; ++j)
+      if (g.kept[static_cast<std::size_t>(t * 4 + j)] != 0)
+        out[g.expert[static_cast<std::size_t>(t * 4 + j)]] = g.weight[static_cast<std::size_t>(t * 4 + j)];
+    return out;
+  };
+  const std::map<int, float> t0 = routed(0), t1 = routed(1), t2 = routed(2);
+  ASSERT_EQ(t0.size(), 2u);
+  EXPECT_NEAR(t0.at(0), 0.5, 1e-6);
+  EXPECT_NEAR(t0.at(1), 0.25, 1e-6);
+  ASSERT_EQ(t1.size(), 2u);
+  EXPECT_NEAR(t1.at(3), 8.0 / 11, 1e-6);
+  EXPECT_NEAR(t1.at(0), 1.0 / 11, 1e-6);  // not renormalised over the kept experts
+  ASSERT_EQ(t2.size(), 4u);
+  for (const auto& [e, w] : t2) EXPECT_NEAR(w, 0.25, 1e-6) << "expert " << e;
+  EXPECT_EQ(g.expert[0], 0);  // choice 0 is the argmax
+  EXPECT_EQ(g.expert[4], 3);
+  EXPECT_EQ(g.counts, (std::vector<int>{3, 2, 1, 2}));
+  // Top-1 instead: token 1 keeps expert 3 alone.
+  const kernels::GateResult g1 = kernels::gate_forward(x, 3, 4, dts_options(1, T, 0.2f, false));
+  EXPECT_EQ(g1.counts, (std::vector<int>{2, 2, 1, 2}));
+}
+
+// The executor's gate options follow the simulator's schedule: phase and temperature at
+// each update are gate_at_step's; sparse updates get the model's plain top-k gate.
+TEST(ExecutorDtsGate, ScheduleIsTheSimulatorsAndSparseIsTheTopKGate) {
+  const ModelSpec m = tiny_evomoe();
+  const DenseToSparse& d = *m.moe.dense_to_sparse;
+  ModelSpec plain = m;
+  plain.moe.dense_to_sparse.reset();
+  const int tokens = 32;
+  const std::vector<float> x = some_logits(tokens, m.moe.experts);
+  const char* phases[] = {"dense", "dense", "annealing", "annealing", "sparse", "sparse", "sparse"};
+  for (std::int64_t step = 0; step < 7; ++step) {
+    SCOPED_TRACE(step);
+    const GateAtStep sim = gate_at_step(m, RoutingSpec{}, step);
+    EXPECT_EQ(sim.phase, phases[step]);
+    EXPECT_EQ(dts_temperature(d, step), sim.temperature);
+    const kernels::GateOptions o = gate_options(m, tokens, 9, step);
+    if (sim.phase == "sparse") {
+      EXPECT_EQ(o.dts_temperature, 0.0f);
+      const kernels::GateOptions p = gate_options(plain, tokens, 9, step);
+      const kernels::GateResult a = kernels::gate_forward(x, tokens, m.moe.experts, o);
+      const kernels::GateResult b = kernels::gate_forward(x, tokens, m.moe.experts, p);
+      EXPECT_EQ(a.capacity, b.capacity);
+      EXPECT_EQ(a.expert, b.expert);
+      EXPECT_EQ(a.location, b.location);
+      EXPECT_EQ(a.kept, b.kept);
+      EXPECT_EQ(a.weight, b.weight);
+      EXPECT_EQ(a.aux_loss, b.aux_loss);
+    } else {
+      EXPECT_EQ(o.dts_temperature, static_cast<float>(sim.temperature));
+      EXPECT_EQ(o.dts_dense, sim.phase == "dense");
+      EXPECT_EQ(o.capacity, tokens);  // dropless until sparse
+    }
+  }
+  EXPECT_EQ(dts_temperature(d, 2), 2.0);
+  EXPECT_EQ(dts_temperature(d, 3), 1.25);
+  EXPECT_EQ(dts_temperature(d, 4), 0.5);
+  DenseToSparse long_anneal = d;
+  long_anneal.anneal_steps = 10;
+  EXPECT_DOUBLE_EQ(dts_temperature(long_anneal, 2 + 4), 2.0 - 1.5 * 0.4);
+}
+
+// The gate's backward against central differences of L = sum_c r_c weight_c + a l_aux
+// over the logits, in each phase (sparse: fairseq's top-1 gate, which the model runs then).
+TEST(ExecutorDtsGate, BackwardMatchesFiniteDifferencesInEachPhase) {
+  const int T = 6, E = 4;
+  const float daux = 0.3f;
+  for (const auto& [name, o] : {std::pair{"dense", dts_options(1, 2.0f, 0.25f, true)},
+                                std::pair{"annealing", dts_options(1, 1.25f, 0.25f, false)},
+                                std::pair{"sparse", [] {
+                                            kernels::GateOptions s;
+                                            s.k = 1;
+                                            s.capacity = 6;
+                                            return s;
+                                          }()}}) {
+    SCOPED_TRACE(name);
+    std::vector<float> x = some_logits(T, E);
+    const kernels::GateResult g = kernels::gate_forward(x, T, E, o);
+    std::vector<float> r(g.weight.size());
+    for (std::size_t c = 0; c < r.size(); ++c) r[c] = static_cast<float>(std::cos(0.9 * static_cast<double>(c)));
+    auto objective = [&](const kernels::GateResult& h) {
+      double sum = static_cast<double>(daux) * h.aux_loss;
+      for (std::size_t c = 0; c < r.size(); ++c) sum += static_cast<double>(r[c]) * h.weight[c];
+      return sum;
+    };
+    std::vector<float> dlogits(x.size());
+    kernels::gate_backward(g, o, r, daux, dlogits);
+    int checked = 0;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const float saved = x[i];
+      const float h = 1e-3f;
+      x[i] = saved + h;
+      const kernels::GateResult plus = kernels::gate_forward(x, T, E, o);
+      x[i] = saved - h;
+      const kernels::GateResult minus = kernels::gate_forward(x, T, E, o);
+      x[i] = saved;
+      if (plus.kept != g.kept || minus.kept != g.kept || plus.expert != g.expert || minus.expert != g.expert) continue;
+      const double fd = (objective(plus) - objective(minus)) / (2.0 * h);
+      EXPECT_NEAR(dlogits[i], fd, 2e-3 + 1e-2 * std::abs(fd)) << "logit " << i;
+      ++checked;
+    }
+    EXPECT_GT(checked, T * E / 2);
+  }
+}
+
+// The whole model's backward in each phase (steps 0, 2, 4 of tiny-evomoe's schedule).
+TEST(ExecutorGradients, DenseToSparseMatchesFiniteDifferencesInEachPhase) {
+  for (const std::int64_t step : {0, 2, 4}) {
+    SCOPED_TRACE(step);
+    expect_gradients_match(tiny_evomoe(), step);
+  }
+}
+
+// 5 updates cross the three phases: every expert per token while dense, top-1 once sparse,
+// in between while annealing, never rising.
+TEST(ExecutorDtsGate, ActiveExpertsFallAcrossTheSchedule) {
+  const std::vector<StepRecord> s = train_tiny(tiny_evomoe(), "dp=1,mbs=2,gbs=8");
+  ASSERT_EQ(s.size(), 5u);
+  EXPECT_EQ(s[0].dts_phase, "dense");
+  EXPECT_EQ(s[2].dts_phase, "annealing");
+  EXPECT_EQ(s[4].dts_phase, "sparse");
+  EXPECT_EQ(s[0].dts_active_experts, 4.0);
+  EXPECT_EQ(s[1].dts_active_experts, 4.0);
+  EXPECT_EQ(s[3].dts_temperature, 1.25);
+  EXPECT_GE(s[2].dts_active_experts, 1.0);
+  EXPECT_LT(s[3].dts_active_experts, 4.0);
+  EXPECT_EQ(s[4].dts_active_experts, 1.0);
+  for (std::size_t i = 1; i < s.size(); ++i) EXPECT_LE(s[i].dts_active_experts, s[i - 1].dts_active_experts) << i;
+  for (const StepRecord& r : s) EXPECT_TRUE(std::isfinite(r.loss));
+  EXPECT_NE(s.front().loss, s.back().loss);
 }
 
 }  // namespace

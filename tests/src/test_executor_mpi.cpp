@@ -4,7 +4,8 @@
 // ZeRO-1, 2 and 3 save the memory the simulator predicts (2 and 3 to the byte); ZeRO 0's
 // gradient reduction, overlapped with the backward, trains the same losses.
 // Checkpoints: a run stopped and resumed trains the same losses, to the bit, as one that
-// was not, and a checkpoint cut short while written is never resumed.
+// was not, and a checkpoint cut short while written is never resumed. EvoMoE's
+// dense-to-sparse gate trains the same losses under dp, ep, tp and pp, and resumes.
 #include <gtest/gtest.h>
 #include <mpi.h>
 #include <unistd.h>
@@ -92,6 +93,7 @@ void expect_equivalent(const std::string& inline_plan, ModelSpec model = tiny_mo
     EXPECT_EQ(split[i].expert1, one[i].expert1) << inline_plan << " update " << i + 1;
     EXPECT_EQ(split[i].loss_scale, one[i].loss_scale) << inline_plan << " update " << i + 1;
     EXPECT_EQ(split[i].overflows, one[i].overflows) << inline_plan << " update " << i + 1;
+    EXPECT_NEAR(split[i].dts_active_experts, one[i].dts_active_experts, 1e-6) << inline_plan << " update " << i + 1;
   }
   // Training moved: later losses differ from the first.
   EXPECT_NE(one.front().loss, one.back().loss);
@@ -477,6 +479,18 @@ std::string shared_temp_dir(const std::string& name) {
   return world().broadcast_bytes(dir);
 }
 
+// EvoMoE's dense-to-sparse gate: 5 updates cross its dense (1-2), annealing (3-4) and
+// sparse (5) phases, a different number of experts per token going through the
+// all-to-all-v until the last.
+TEST(ExecutorEquivalence, EvoMoeDataExpertParallel2) { expect_equivalent("dp=2,ep=2,mbs=2,gbs=8", tiny_evomoe()); }
+TEST(ExecutorEquivalence, EvoMoeExpertParallel4) { expect_equivalent("dp=4,ep=4,mbs=1,gbs=8", tiny_evomoe()); }
+TEST(ExecutorEquivalence, EvoMoeTensorDataExpertParallel) {
+  expect_equivalent("dp=2,tp=2,ep=2,mbs=2,gbs=8,zero=1", tiny_evomoe());
+}
+TEST(ExecutorEquivalence, EvoMoePipelineDataExpertParallel) {
+  expect_equivalent("dp=2,pp=2,ep=2,mbs=1,gbs=8,zero=1", tiny_evomoe());
+}
+
 void remove_shared_dir(const std::string& dir) {
   world().barrier();
   if (world().rank() == 0) std::filesystem::remove_all(dir);
@@ -536,6 +550,30 @@ TEST(ExecutorCheckpoint, ResumeEqualsUninterruptedRun) {
     }
     remove_shared_dir(dir);
   }
+}
+
+// EvoMoE's schedule resumes from the saved update: stopped after update 3, the run resumes
+// at the second annealing update (step 3) and goes on into the sparse phase, to the bit.
+TEST(ExecutorCheckpoint, DenseToSparseResumesInsideTheAnnealing) {
+  const ModelSpec model = tiny_evomoe();
+  const Plan plan = parse_inline_plan(kCheckpointPlan);
+  ASSERT_EQ(world().size(), plan.world()) << "run under mpirun -n 4";
+  const std::vector<exec::StepRecord> whole = train_on(world(), model, plan, options(6));
+  ASSERT_EQ(whole.size(), 6u);
+  const std::string dir = shared_temp_dir("resume-dts");
+  const std::vector<exec::StepRecord> before = train_on(world(), model, plan, saving(3, dir, 3));
+  const exec::TrainResult after = train_result(world(), model, plan, resuming(6, dir));
+  EXPECT_EQ(after.resumed_from, 3);
+  ASSERT_EQ(after.steps.size(), 3u);
+  EXPECT_EQ(after.steps[0].dts_phase, "annealing");
+  EXPECT_EQ(after.steps[1].dts_phase, "sparse");
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(before[i].loss, whole[i].loss) << "update " << i + 1;
+    EXPECT_EQ(after.steps[i].loss, whole[i + 3].loss) << "update " << i + 4;
+    EXPECT_EQ(after.steps[i].gnorm, whole[i + 3].gnorm) << "update " << i + 4;
+    EXPECT_EQ(after.steps[i].dts_active_experts, whole[i + 3].dts_active_experts) << "update " << i + 4;
+  }
+  remove_shared_dir(dir);
 }
 
 // Checkpoints at updates 2 and 4, then update 4's damaged as a crash or a bad disk leaves
