@@ -157,6 +157,30 @@ TEST(CliRun, Fp16LogsTheFallingLossScale) {
   EXPECT_TRUE(nlohmann::json::parse(fp32.out).at("loss_scale").is_null());
 }
 
+// EvoMoE's dense-to-sparse gate trains on cpu: the log names its phase and temperature,
+// and the experts per token fall from every expert (4) to top-1 over 5 updates.
+TEST(CliRun, DenseToSparseLogsItsSchedule) {
+  const Outcome r = moesim("run --model configs/models/tiny-evomoe.json --plan dp=1,mbs=2,gbs=4 --steps 5");
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::string line;
+  std::vector<nlohmann::json> logged;
+  while (std::getline(lines, line)) logged.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(logged.size(), 5u) << r.out;
+  EXPECT_EQ(logged[0].at("dts_phase"), "dense");
+  EXPECT_EQ(logged[0].at("dts_temperature").get<double>(), 2.0);
+  EXPECT_EQ(logged[0].at("dts_active_experts").get<double>(), 4.0);
+  EXPECT_EQ(logged[3].at("dts_phase"), "annealing");
+  EXPECT_EQ(logged[3].at("dts_temperature").get<double>(), 1.25);
+  EXPECT_EQ(logged[4].at("dts_phase"), "sparse");
+  EXPECT_EQ(logged[4].at("dts_active_experts").get<double>(), 1.0);
+  EXPECT_TRUE(logged[4].contains("overflow_expert1"));
+
+  const Outcome plain = moesim("run --model " + kTiny + " --plan dp=1,mbs=2,gbs=4 --steps 1");
+  ASSERT_EQ(plain.code, 0) << plain.err;
+  EXPECT_FALSE(nlohmann::json::parse(plain.out).contains("dts_phase"));
+}
+
 // What the executor cannot train exits 2 with one line naming the field.
 TEST(CliRun, RefusesWhatItCannotTrainNamingTheField) {
   struct Case {
@@ -173,6 +197,7 @@ TEST(CliRun, RefusesWhatItCannotTrainNamingTheField) {
       {"--model " + kTiny + " --plan tp=2,ep=2,etp=1,mbs=1,gbs=1", "'etp'"},
       {"--model configs/models/fairseq-moe-4.1b.json --plan dp=1,mbs=1,gbs=1", "'positions'"},
       {"--model " + kTiny + " --plan dp=2,mbs=1,gbs=2", "dp*tp*pp"},
+      {"--model configs/models/tiny-evomoe.json --plan dp=1,mbs=1,gbs=1 --device cuda", "'moe.dense_to_sparse'"},
   };
   for (const Case& c : cases) {
     const Outcome r = moesim("run " + c.args + " --steps 1");
