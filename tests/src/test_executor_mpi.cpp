@@ -490,6 +490,10 @@ TEST(ExecutorEquivalence, EvoMoeTensorDataExpertParallel) {
 TEST(ExecutorEquivalence, EvoMoePipelineDataExpertParallel) {
   expect_equivalent("dp=2,pp=2,ep=2,mbs=1,gbs=8,zero=1", tiny_evomoe());
 }
+// The recomputed forward routes as the first did (the update's step reaches it too).
+TEST(ExecutorEquivalence, EvoMoePipelineTensorParallelRecompute) {
+  expect_equivalent("tp=2,pp=2,mbs=1,gbs=8,recompute=full", tiny_evomoe());
+}
 
 void remove_shared_dir(const std::string& dir) {
   world().barrier();
