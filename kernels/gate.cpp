@@ -93,18 +93,14 @@ void balance(std::span<const int> hist, int tokens, double& top, double& bottom,
     }
 }
 
-GateResult dts_gate_forward(std::span<const float> logits, int tokens, int experts,
-                            const GateOptions& options, std::span<const std::uint8_t> padding)
+// A result with every choice unassigned (expert -1) and every tally zero.
+GateResult empty_result(int tokens, int experts, int k, int capacity)
 {
-    const char* fn = "gate_forward (dense-to-sparse)";
-    require(options.k >= 1 && options.k <= experts, fn, "k must be in [1, experts]");
-    const int k = experts;
-    const float inv_t = 1.0f / options.dts_temperature;
     GateResult r;
     r.tokens = tokens;
     r.experts = experts;
     r.k = k;
-    r.capacity = tokens;
+    r.capacity = capacity;
     r.probs.resize(elems(tokens, experts));
     r.expert.assign(elems(tokens, k), -1);
     r.location.assign(elems(tokens, k), -1);
@@ -113,6 +109,17 @@ GateResult dts_gate_forward(std::span<const float> logits, int tokens, int exper
     r.counts.assign(experts, 0);
     r.demand.assign(experts, 0);
     r.ce.assign(experts, 0.0f);
+    return r;
+}
+
+GateResult dts_gate_forward(std::span<const float> logits, int tokens, int experts,
+                            const GateOptions& options, std::span<const std::uint8_t> padding)
+{
+    const char* fn = "gate_forward (dense-to-sparse)";
+    require(options.k >= 1 && options.k <= experts, fn, "k must be in [1, experts]");
+    const int k = experts;
+    const float inv_t = 1.0f / options.dts_temperature;
+    GateResult r = empty_result(tokens, experts, k, tokens);
     std::vector<int> hist1(experts, 0), demand1(experts, 0);
     std::vector<double> prob_sum(experts, 0.0);
     std::vector<int> order(experts);
@@ -242,19 +249,7 @@ GateResult gate_forward(std::span<const float> logits, int tokens, int experts,
 
     const int k = options.k;
     const int cap = options.capacity;
-    GateResult r;
-    r.tokens = tokens;
-    r.experts = experts;
-    r.k = k;
-    r.capacity = cap;
-    r.probs.resize(elems(tokens, experts));
-    r.expert.assign(elems(tokens, k), -1);
-    r.location.assign(elems(tokens, k), -1);
-    r.kept.assign(elems(tokens, k), 0);
-    r.weight.assign(elems(tokens, k), 0.0f);
-    r.counts.assign(experts, 0);
-    r.demand.assign(experts, 0);
-    r.ce.assign(experts, 0.0f);
+    GateResult r = empty_result(tokens, experts, k, cap);
 
     std::vector<int> demand1(experts, 0), demand2(experts, 0);
     std::vector<int> hist1(experts, 0), hist2(k == 2 ? experts : 0, 0);
