@@ -450,6 +450,32 @@ void map_plan(ForeignObject& a, ImportResult& out, std::optional<std::int64_t> l
   }
   p.schedule = p.vpp > 1 ? Schedule::interleaved : Schedule::one_f_one_b;
   rep.defaults("plan.schedule", to_string(p.schedule), "Megatron runs 1F1B, interleaved with virtual stages");
+  // Uneven end stages, given outright or by counting the embedding and the loss as layers.
+  if (auto first = a.opt_integer("decoder_first_pipeline_num_layers", 1, kMax)) {
+    p.first_stage_layers = static_cast<int>(*first);
+    rep.map("decoder_first_pipeline_num_layers " + num(*first), "plan.first_stage_layers");
+  }
+  if (auto last = a.opt_integer("decoder_last_pipeline_num_layers", 1, kMax)) {
+    p.last_stage_layers = static_cast<int>(*last);
+    rep.map("decoder_last_pipeline_num_layers " + num(*last), "plan.last_stage_layers");
+  }
+  const bool embedding = a.opt_boolean("account_for_embedding_in_pipeline_split").value_or(false);
+  const bool loss = a.opt_boolean("account_for_loss_in_pipeline_split").value_or(false);
+  if ((embedding || loss) && p.pp > 1) {
+    // Megatron splits layers + 1 per counted end evenly; the end stages hold one layer less.
+    const std::int64_t units = m.layers + (embedding ? 1 : 0) + (loss ? 1 : 0);
+    const char* key = embedding ? "account_for_embedding_in_pipeline_split" : "account_for_loss_in_pipeline_split";
+    if (p.vpp > 1) a.fail(key, "expected no virtual pipeline stages: moesim splits uneven end stages per stage, not per chunk");
+    if (units % p.pp != 0)
+      a.fail(key, "expected num_layers plus the counted embedding and loss (" + num(units) +
+                      ") to divide by pipeline_model_parallel_size (" + num(std::int64_t{p.pp}) + ")");
+    const int per = static_cast<int>(units / p.pp);
+    if (embedding) p.first_stage_layers = per - 1;
+    if (loss) p.last_stage_layers = per - 1;
+    rep.map(std::string(embedding ? "account_for_embedding_in_pipeline_split" : "") + (embedding && loss ? ", " : "") +
+                (loss ? "account_for_loss_in_pipeline_split" : ""),
+            "plan.first_stage_layers / last_stage_layers (" + num(std::int64_t{per}) + " units a stage, the end stages one layer less)");
+  }
   const bool flash = a.opt_boolean("use_flash_attn").value_or(false);
   const std::optional<std::string> backend = a.opt_string("attention_backend");
   if (flash || (backend && backend->find("unfused") == std::string::npos && backend->find("local") == std::string::npos)) {

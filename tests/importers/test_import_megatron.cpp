@@ -235,6 +235,31 @@ TEST(ImportMegatron, ContextAndExpertTensorParallelismBecomeCpAndEtp) {
   EXPECT_EQ(same.plan->cp, 1);
 }
 
+TEST(ImportMegatron, UnevenEndStagesGivenOrCountedFromEmbeddingAndLoss) {
+  const std::string base =
+      "torchrun pretrain_gpt.py --num-layers 30 --hidden-size 256 --num-attention-heads 4 --seq-length 128 "
+      "--max-position-embeddings 128 --num-experts 4 --pipeline-model-parallel-size 4 --world-size 4 "
+      "--vocab-size 1024 ";
+  // 30 layers + embedding + loss = 32 units, 8 a stage: 7, 8, 8, 7 layers.
+  const ImportResult both = import_megatron_text(
+      base + "--account-for-embedding-in-pipeline-split --account-for-loss-in-pipeline-split\n");
+  ASSERT_TRUE(both.plan);
+  EXPECT_EQ(both.plan->first_stage_layers, 7);
+  EXPECT_EQ(both.plan->last_stage_layers, 7);
+  const ImportResult given =
+      import_megatron_text(base + "--decoder-first-pipeline-num-layers 6 --decoder-last-pipeline-num-layers 8\n");
+  ASSERT_TRUE(given.plan);
+  EXPECT_EQ(given.plan->first_stage_layers, 6);
+  EXPECT_EQ(given.plan->last_stage_layers, 8);
+  // 30 + 1 units do not split over 4 stages: the argument is named.
+  try {
+    import_megatron_text(base + "--account-for-embedding-in-pipeline-split\n");
+    ADD_FAILURE() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.field(), "account_for_embedding_in_pipeline_split");
+  }
+}
+
 TEST(ImportMegatron, UnresolvedVariableWhereFlagsBelong) {
   try {
     import_megatron_text("python pretrain_gpt.py $MODEL_ARGS --seq-length 128\n");
