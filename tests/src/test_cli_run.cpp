@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -64,6 +65,16 @@ TEST(CliRun, TrainsOnATokenFile) {
   EXPECT_NE(losses(nlohmann::json::parse(synthetic.out)).front(), l.front());
 }
 
+// The names of the ops (complete events) of each of two ranks in a Chrome trace.
+std::array<std::set<std::string>, 2> op_names_of_two_ranks(const std::string& trace) {
+  std::ifstream in(trace);
+  const nlohmann::json j = nlohmann::json::parse(in);
+  std::array<std::set<std::string>, 2> names;
+  for (const auto& e : j.at("traceEvents"))
+    if (e.at("ph") == "X") names.at(static_cast<std::size_t>(e.at("pid").get<int>() - 1)).insert(e.at("name").get<std::string>());
+  return names;
+}
+
 // --trace names every micro-batch's forward and backward, the reduction and the step as
 // simulate --tier event --trace does, on every rank.
 TEST(CliRun, TraceCarriesTheSimulatorsNames) {
@@ -71,11 +82,7 @@ TEST(CliRun, TraceCarriesTheSimulatorsNames) {
   const Outcome r = mpirun(2, "run --model " + kTiny + " --plan pp=2,mbs=2,gbs=8 --steps 2 --data structured --trace " +
                                   trace + " --json");
   ASSERT_EQ(r.code, 0) << r.err;
-  std::ifstream in(trace);
-  const nlohmann::json j = nlohmann::json::parse(in);
-  std::set<std::string> names[2];
-  for (const auto& e : j.at("traceEvents"))
-    if (e.at("ph") == "X") names[e.at("pid").get<int>() - 1].insert(e.at("name").get<std::string>());
+  const std::array<std::set<std::string>, 2> names = op_names_of_two_ranks(trace);
   for (int stage = 0; stage < 2; ++stage) {
     const std::string s = std::to_string(stage);
     for (int mb = 0; mb < 4; ++mb) {
@@ -94,11 +101,7 @@ TEST(CliRun, InterleavedTraceNamesTheVirtualStages) {
   const Outcome r = mpirun(2, "run --model " + kTiny + " --plan pp=2,vpp=2,schedule=interleaved,mbs=1,gbs=4 --steps 2 "
                               "--data structured --trace " + trace + " --json");
   ASSERT_EQ(r.code, 0) << r.err;
-  std::ifstream in(trace);
-  const nlohmann::json j = nlohmann::json::parse(in);
-  std::set<std::string> names[2];
-  for (const auto& e : j.at("traceEvents"))
-    if (e.at("ph") == "X") names[e.at("pid").get<int>() - 1].insert(e.at("name").get<std::string>());
+  const std::array<std::set<std::string>, 2> names = op_names_of_two_ranks(trace);
   for (int stage = 0; stage < 2; ++stage)
     for (int vs : {stage, stage + 2})
       for (int mb = 0; mb < 4; ++mb) {
