@@ -18,6 +18,7 @@ GroupLayout group_layout(const Plan& p, const ClusterSpec& c) {
   l.cp = strided_group(p.cp, p.tp, g);
   l.dp = strided_group(p.dense_replicas(), p.tp, g);
   const int etp = p.expert_tp();
+  l.etp = strided_group(etp, 1, g);
   l.ep = strided_group(p.ep, etp, g);
   l.edp = strided_group(p.edp(), etp * p.ep, g);
   l.pp_crosses_nodes = p.pp > 1 && p.dp * p.tp * p.cp >= g;

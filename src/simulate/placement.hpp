@@ -13,6 +13,7 @@ namespace moesim {
 
 struct GroupLayout {
   GroupPlacement tp, cp, dp, ep, edp;  // dp: the dense weights' replicas, dp x cp
+  GroupPlacement etp;                  // the routed experts' tensor-parallel ranks (adjacent)
   bool pp_crosses_nodes = false;  // neighbouring stages on different nodes
 };
 

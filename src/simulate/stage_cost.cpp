@@ -53,9 +53,27 @@ StageTime stage_time(const ModelSpec& m, const Plan& p, const ClusterSpec& c, co
     } else {
       account(ops, full, false);
     }
-    // Megatron: two all-reduces of the layer's output per pass (attention and FFN), forward and backward.
+    // Megatron: one all-reduce (or, under sp, an all-gather and a reduce-scatter of the same
+    // bus bytes) of the block's output per pass, forward and backward, for the attention
+    // block and for a dense FFN or the shared experts. Routed experts have their own tensor
+    // parallelism (below).
+    const bool moe_layer = m.is_moe_layer(layer);
+    const int tp_blocks = 1 + (!moe_layer || m.moe.shared_experts > 0 ? 1 : 0);
     if (p.tp > 1)
-      st.comm["tp_all_reduce"] += 4 * collective_cost(prof, c, Collective::all_reduce, groups.tp, e * T * h).seconds;
+      st.comm["tp_all_reduce"] +=
+          2 * tp_blocks * collective_cost(prof, c, Collective::all_reduce, groups.tp, e * T * h).seconds;
+    if (moe_layer && p.expert_tp() > 1) {
+      // Megatron-Core's all-to-all dispatcher with expert tensor parallelism: after the
+      // dispatch, the etp ranks all-gather their received tokens (each computes all of them
+      // on its slice of every expert) and reduce-scatter the experts' partial outputs
+      // before the combine; the backward does the reverse. Sized by the busiest rank's
+      // expert token slots; without expert parallelism Megatron-Core's all-gather
+      // dispatcher gathers the tokens before they are routed.
+      const double gathered = e * h * (p.ep > 1 ? slots : expert_layer_tokens(p, m));
+      st.comm["etp_all_gather"] += 2 * collective_cost(prof, c, Collective::all_gather, groups.etp, gathered).seconds;
+      st.comm["etp_reduce_scatter"] +=
+          2 * collective_cost(prof, c, Collective::reduce_scatter, groups.etp, gathered).seconds;
+    }
     if (p.cp > 1) {
       // Ring attention: each hop's exchange hides behind one block (1/cp) of the attention
       // core; what is left over is exposed. Backward moves twice the bytes beside twice the
@@ -70,7 +88,7 @@ StageTime stage_time(const ModelSpec& m, const Plan& p, const ClusterSpec& c, co
                                               GroupPlacement{2, groups.cp.nodes > 1 ? 2 : 1}, 2 * ring.step_bytes).seconds;
       st.comm["cp_ring_exchange"] += ring.steps * (std::max(0.0, hop - core / p.cp) + std::max(0.0, hop_back - 2 * core / p.cp));
     }
-    if (m.is_moe_layer(layer) && p.ep > 1) {
+    if (moe_layer && p.ep > 1) {
       // Dispatch and combine, forward and backward: each rank sends its E x capacity buffer
       // (fairseq pads to capacity) or k x tokens when dropless, split over the experts'
       // tensor-parallel ranks.

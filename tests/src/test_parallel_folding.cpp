@@ -193,6 +193,50 @@ TEST(ExpertTensorParallel, TheMoeLayersRefoldTheStagesRanks) {
   EXPECT_EQ(routed_tokens(parse_inline_plan("dp=8,ep=8,mbs=2"), m), 2 * 4096);
 }
 
+TEST(ExpertTensorParallel, TheEtpRanksGatherAndScatterTheDispatchedTokens) {
+  // Mixtral-8x7B (dropless top-2, no shared experts), 4096 tokens a micro-batch, bf16, on
+  // one DGX H100 node. Per MoE layer and micro-batch: the attention block's tp all-reduce
+  // forward and backward; the routed experts' all-gather of the dispatched tokens and
+  // reduce-scatter of their outputs over the etp ranks, forward and backward.
+  const ModelSpec m = load_model("configs/models/mixtral-8x7b-v0.1.json");
+  const Profile prof = load_profile("profiles/h100-sxm5-80gb.json");
+  const ClusterSpec c = load_cluster("configs/clusters/dgx-h100-8node.json");
+  auto comm = [&](const std::string& plan) {
+    const Plan p = parse_inline_plan(plan);
+    return stage_time(m, p, c, prof, group_layout(p, c), params_per_stage(m, p)[0], nullptr).comm;
+  };
+  auto cost = [&](Collective op, int ranks, double bytes) {
+    return collective_cost(prof, c, op, GroupPlacement{ranks, 1}, bytes).seconds;
+  };
+  const double h = 4096, layers = 32, tokens = 4096;
+  const double slots = 2 * tokens;  // k x tokens: every rank of an etp group gathers them all
+  const auto split = comm("dp=2,tp=4,ep=2,sp=true,precision=bf16");  // etp = tp = 4
+  EXPECT_NEAR(split.at("tp_all_reduce"), layers * 2 * cost(Collective::all_reduce, 4, 2 * tokens * h), 1e-15);
+  EXPECT_NEAR(split.at("etp_all_gather"), layers * 2 * cost(Collective::all_gather, 4, 2 * slots * h), 1e-15);
+  EXPECT_NEAR(split.at("etp_reduce_scatter"), layers * 2 * cost(Collective::reduce_scatter, 4, 2 * slots * h), 1e-15);
+  // Folded to etp 1, a rank's experts are whole: no expert tensor collectives, and its
+  // 1,024 tokens go straight to the dispatch.
+  const auto folded = comm("dp=2,tp=4,ep=8,etp=1,sp=true,precision=bf16");
+  EXPECT_EQ(folded.count("etp_all_gather"), 0u);
+  EXPECT_EQ(folded.count("etp_reduce_scatter"), 0u);
+  EXPECT_NEAR(folded.at("tp_all_reduce"), split.at("tp_all_reduce"), 1e-15);
+  // Without expert parallelism the tokens are gathered before routing (the all-gather
+  // dispatcher): one copy of each, not k.
+  const auto gathered = comm("dp=2,tp=4,sp=true,precision=bf16");
+  EXPECT_NEAR(gathered.at("etp_all_gather"), layers * 2 * cost(Collective::all_gather, 4, 2 * tokens * h), 1e-15);
+  // A dense model keeps both blocks' all-reduces; shared experts are split tp ways too.
+  const ModelSpec dense = load_model("configs/models/openlm-410m-e1.json");
+  const Plan d = parse_inline_plan("dp=2,tp=4,precision=bf16");
+  const double dense_tokens = static_cast<double>(dense.seq_len), dh = static_cast<double>(dense.d_model);
+  EXPECT_NEAR(stage_time(dense, d, c, prof, group_layout(d, c), params_per_stage(dense, d)[0], nullptr).comm.at("tp_all_reduce"),
+              dense.layers * 4 * cost(Collective::all_reduce, 4, 2 * dense_tokens * dh), 1e-12);
+  const ModelSpec v3 = load_model("configs/models/deepseek-v3.json");  // one shared expert, one MTP layer
+  const Plan e = parse_inline_plan("dp=2,tp=4,ep=2,sp=true,precision=bf16");
+  const double v3_tokens = static_cast<double>(v3.seq_len), v3h = static_cast<double>(v3.d_model);
+  EXPECT_NEAR(stage_time(v3, e, c, prof, group_layout(e, c), params_per_stage(v3, e)[0], nullptr).comm.at("tp_all_reduce"),
+              (v3.layers + v3.mtp_layers) * 4 * cost(Collective::all_reduce, 4, 2 * v3_tokens * v3h), 1e-12);
+}
+
 TEST(ParallelFolding, PlansThatDoNotDivideSayWhichField) {
   const ModelSpec& m = qwen3();
   struct Case {
