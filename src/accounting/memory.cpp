@@ -11,6 +11,11 @@ namespace moesim {
 
 int bytes_of(DType d) { return d == DType::fp32 ? 4 : 2; }
 
+double gemm_input_bytes(const Plan& p) {
+  if (p.fp8 == Fp8::none) return bytes_of(p.precision);
+  return p.fp8_recipe == Fp8Recipe::blockwise ? kFp8BytesPerElement : 1.0;
+}
+
 namespace {
 
 // Dropout masks are one byte per element (PyTorch bool).
@@ -22,7 +27,7 @@ constexpr double kFp32Bytes = 4.0;
 
 LayerActivations layer_activations(const ModelSpec& m, const Plan& p, int layer) {
   LayerActivations a;
-  const double e = bytes_of(p.precision), t = p.tp, et = p.expert_tp();
+  const double e = bytes_of(p.precision), g = gemm_input_bytes(p), t = p.tp, et = p.expert_tp();
   // What tensor parallelism replicates (norm inputs, dropout masks), sequence parallelism splits.
   const double rt = p.sp ? t : 1.0;
   // The rank's share of the micro-batch's tokens (1/cp of each sequence).
@@ -32,26 +37,32 @@ LayerActivations layer_activations(const ModelSpec& m, const Plan& p, int layer)
   const double scores = static_cast<double>(m.heads) * static_cast<double>(m.seq_len) * sb;  // a s^2 b (cp is flash only)
 
   // Attention: norm input and QKV input (replicated over tp), Q, K, V and the
-  // projection input (split), the post-projection dropout mask (replicated).
-  a.attention = 2 * e * sb * h / rt + e * sb * (q + 2 * kv) / t + e * sb * q / t + kMaskBytes * sb * h / rt;
+  // projection input (split), the post-projection dropout mask (replicated). The QKV and
+  // projection inputs are GEMM inputs (FP8 under fp8).
+  a.attention = (e + g) * sb * h / rt + e * sb * (q + 2 * kv) / t + g * sb * q / t + kMaskBytes * sb * h / rt;
   bool keep_scores = p.attention == AttentionImpl::unfused && p.recompute == Recompute::none;
   if (keep_scores) a.attention += (2 * e + kMaskBytes) * scores / t;  // softmax out, dropout mask, dropout out
   if (p.attention == AttentionImpl::flash) a.attention += kFp32Bytes * static_cast<double>(m.heads) * sb / t;
 
-  // FFN: norm input and fc1 input (replicated), activation input(s) and fc2 input (split), mask.
+  // FFN: norm input and fc1 input (replicated), activation input(s) and fc2 input (split),
+  // mask. The fc1 and fc2 inputs are GEMM inputs.
   auto ffn_inner = [&](double tokens, double hidden, Activation act, double split) {
     double act_inputs = act == Activation::swiglu ? 2.0 : 1.0;
-    return e * tokens * hidden * (act_inputs + 1.0) / split;
+    return (e * act_inputs + g) * tokens * hidden / split;
   };
-  a.ffn = (2 * e * sb * h + kMaskBytes * sb * h) / rt;
   if (!m.is_moe_layer(layer)) {
+    a.ffn = ((e + g) * sb * h + kMaskBytes * sb * h) / rt;
     a.ffn += ffn_inner(sb, static_cast<double>(m.ffn_dim), m.activation, t);
     return a;
   }
+  // An MoE layer's norm output is the router's input, kept in precision; shared experts
+  // hold their own copy of it as their fc1's input under fp8 (the same tensor otherwise).
   const MoeSpec& moe = m.moe;
+  const double shared_copy = moe.shared_experts > 0 && g != e ? g : 0.0;
+  a.ffn = ((2 * e + shared_copy) * sb * h + kMaskBytes * sb * h) / rt;
   const double slots = static_cast<double>(expert_slots(moe, std::llround(expert_layer_tokens(p, m))));
   a.ffn += bytes_of(moe.gate_precision) * sb * moe.experts;  // gate probabilities
-  a.ffn += 2 * e * slots * h;                                 // expert inputs and outputs
+  a.ffn += (g + e) * slots * h;                               // expert inputs (fc1's) and outputs
   a.ffn += ffn_inner(slots, static_cast<double>(m.expert_ffn()), m.expert_act(), et);
   if (moe.shared_experts > 0)
     a.ffn += moe.shared_experts * ffn_inner(sb, static_cast<double>(m.shared_ffn()), m.expert_act(), t);
@@ -90,12 +101,13 @@ std::vector<StageMemory> memory_per_stage(const ModelSpec& m, const Plan& p, std
     // What sharding cannot shard: ZeRO 2 holds a piece's whole gradient from its backward to
     // its reduce-scatter, ZeRO 3 also its whole weights while it runs (the largest piece).
     if (p.fp8 != Fp8::none) {
-      // Transformer Engine keeps an FP8 copy (one byte) of every linear layer's weight,
-      // sharded as the weights are.
+      // Transformer Engine keeps an FP8 copy (one byte, and a scale a block under
+      // blockwise) of every linear layer's weight, sharded as the weights are.
       const ParamBreakdown& k = sp.by_kind;
       const double dense = static_cast<double>(k.attention + k.dense_ffn + k.shared_experts);
       const double experts = static_cast<double>(k.routed_experts);
-      b.weights += p.zero >= 3 ? dense / dp + experts / edp : dense + experts;
+      const double copy = p.fp8_recipe == Fp8Recipe::blockwise ? 1.0 + 4.0 / kFp8BlockElements : 1.0;
+      b.weights += copy * (p.zero >= 3 ? dense / dp + experts / edp : dense + experts);
     }
     const double unit = static_cast<double>(largest_sharded_unit_params(m, p, sp));
     if (p.zero >= 2) b.grads += bytes_of(p.grads()) * unit;

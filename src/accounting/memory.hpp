@@ -21,6 +21,13 @@ int bytes_of(DType d);
 // fine-grained quantization): one byte an element plus an fp32 scale per 1 x 128 tile.
 inline constexpr double kFp8TileElements = 128;
 inline constexpr double kFp8BytesPerElement = 1.0 + 4.0 / kFp8TileElements;
+// A weight in FP8 under the blockwise recipe: an fp32 scale per 128 x 128 block.
+inline constexpr double kFp8BlockElements = 128.0 * 128.0;
+
+// Bytes an element of a linear layer's input takes when saved for backward: Transformer
+// Engine keeps the FP8 copy it fed the GEMM (one byte, tile scales under blockwise), else
+// the precision's.
+double gemm_input_bytes(const Plan& plan);
 
 struct MemoryBreakdown {
   double weights = 0;

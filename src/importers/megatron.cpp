@@ -476,6 +476,28 @@ void map_plan(ForeignObject& a, ImportResult& out, std::optional<std::int64_t> l
                 (loss ? "account_for_loss_in_pipeline_split" : ""),
             "plan.first_stage_layers / last_stage_layers (" + num(std::int64_t{per}) + " units a stage, the end stages one layer less)");
   }
+  if (a.opt_boolean("sequence_parallel").value_or(false) && p.tp > 1) {
+    p.sp = true;
+    rep.map("sequence_parallel", "plan.sp");
+  }
+  if (a.opt_boolean("accumulate_allreduce_grads_in_fp32").value_or(false) && precision != DType::fp32) {
+    p.grad_dtype = DType::fp32;
+    rep.map("accumulate_allreduce_grads_in_fp32", "plan.grad_dtype fp32");
+  }
+  if (const std::optional<std::string> format = a.opt_string("fp8_format"); format && !format->empty()) {
+    if (*format == "e4m3") p.fp8 = Fp8::e4m3;
+    else if (*format == "hybrid") p.fp8 = Fp8::hybrid;
+    else a.fail("fp8_format", "expected e4m3 or hybrid, got \"" + *format + "\"");
+    rep.map("fp8_format " + *format, "plan.fp8");
+    const std::string recipe = a.opt_string("fp8_recipe").value_or("delayed");
+    if (recipe == "delayed") p.fp8_recipe = Fp8Recipe::delayed;
+    else if (recipe == "tensorwise") p.fp8_recipe = Fp8Recipe::tensorwise;
+    else if (recipe == "blockwise") p.fp8_recipe = Fp8Recipe::blockwise;
+    else a.fail("fp8_recipe", "expected delayed, tensorwise or blockwise (mxfp8 needs Blackwell GPUs, which moesim has no profile of), got \"" + recipe + "\"");
+    if (a.has_value("fp8_recipe")) rep.map("fp8_recipe " + recipe, "plan.fp8_recipe");
+    else rep.defaults("plan.fp8_recipe", "delayed", "Megatron default --fp8-recipe delayed");
+  }
+  a.consume("fp8_recipe");
   const bool flash = a.opt_boolean("use_flash_attn").value_or(false);
   const std::optional<std::string> backend = a.opt_string("attention_backend");
   if (flash || (backend && backend->find("unfused") == std::string::npos && backend->find("local") == std::string::npos)) {

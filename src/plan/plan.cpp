@@ -20,6 +20,8 @@ constexpr std::pair<std::string_view, Schedule> kSchedules[] = {
 constexpr std::pair<std::string_view, AttentionImpl> kAttention[] = {
     {"unfused", AttentionImpl::unfused}, {"flash", AttentionImpl::flash}};
 constexpr std::pair<std::string_view, Fp8> kFp8[] = {{"none", Fp8::none}, {"e4m3", Fp8::e4m3}, {"hybrid", Fp8::hybrid}};
+constexpr std::pair<std::string_view, Fp8Recipe> kFp8Recipes[] = {
+    {"delayed", Fp8Recipe::delayed}, {"tensorwise", Fp8Recipe::tensorwise}, {"blockwise", Fp8Recipe::blockwise}};
 constexpr std::pair<std::string_view, ExpertPlacement> kPlacement[] = {
     {"contiguous", ExpertPlacement::contiguous}, {"round_robin", ExpertPlacement::round_robin}};
 
@@ -28,8 +30,8 @@ const std::set<std::string, std::less<>> kIntegerKeys{"dp", "tp", "pp", "ep", "c
                                                       "first_stage_layers", "last_stage_layers"};
 const std::set<std::string, std::less<>> kBooleanKeys{"master_weights", "sp", "dist_opt", "fp8_dispatch"};
 // Keys plan_to_json writes only when they differ from their default, and a spelling of zero=1.
-const std::set<std::string, std::less<>> kOptionalKeys{"cp", "etp", "sp", "grad_dtype", "dist_opt", "fp8", "fp8_dispatch",
-                                                       "first_stage_layers", "last_stage_layers"};
+const std::set<std::string, std::less<>> kOptionalKeys{"cp", "etp", "sp", "grad_dtype", "dist_opt", "fp8", "fp8_recipe",
+                                                       "fp8_dispatch", "first_stage_layers", "last_stage_layers"};
 
 constexpr std::int64_t kMaxDegree = 1 << 20;
 
@@ -63,6 +65,8 @@ void check_plan_rules(const Plan& p, const std::string& source) {
     fail("grad_dtype", std::string("expected fp32 or the precision (") + to_string(p.precision) + ")");
   if (p.fp8 != Fp8::none && p.precision == DType::fp32)
     fail("fp8", "expected precision bf16 or fp16 (FP8 GEMMs keep their weights in 16 bits), got fp32");
+  if (p.fp8_recipe != Fp8Recipe::delayed && p.fp8 == Fp8::none)
+    fail("fp8_recipe", std::string("expected fp8 e4m3 or hybrid: ") + to_string(p.fp8_recipe) + " scales FP8 tensors");
   if (p.fp8_dispatch && p.fp8 == Fp8::none)
     fail("fp8_dispatch", "expected fp8 e4m3 or hybrid: the dispatch is quantized as the FP8 GEMMs' inputs are");
   for (const auto& [field, n] : {std::pair{"first_stage_layers", p.first_stage_layers}, {"last_stage_layers", p.last_stage_layers}}) {
@@ -108,6 +112,7 @@ Plan plan_fields_from_json(const nlohmann::json& doc, const std::string& file) {
   p.placement = r.choice_or("placement", ExpertPlacement::contiguous, kPlacement);
   p.sp = r.boolean_or("sp", false);
   p.fp8 = r.choice_or("fp8", Fp8::none, kFp8);
+  p.fp8_recipe = r.choice_or("fp8_recipe", Fp8Recipe::delayed, kFp8Recipes);
   p.fp8_dispatch = r.boolean_or("fp8_dispatch", false);
   p.first_stage_layers = static_cast<int>(r.integer_or("first_stage_layers", 0, 0, 1 << 20));
   p.last_stage_layers = static_cast<int>(r.integer_or("last_stage_layers", 0, 0, 1 << 20));
@@ -204,6 +209,7 @@ nlohmann::ordered_json plan_to_json(const Plan& p) {
   if (p.grads() != p.precision) j["grad_dtype"] = to_string(p.grads());
   if (p.sp) j["sp"] = true;
   if (p.fp8 != Fp8::none) j["fp8"] = to_string(p.fp8);
+  if (p.fp8_recipe != Fp8Recipe::delayed) j["fp8_recipe"] = to_string(p.fp8_recipe);
   if (p.fp8_dispatch) j["fp8_dispatch"] = true;
   if (p.first_stage_layers > 0) j["first_stage_layers"] = p.first_stage_layers;
   if (p.last_stage_layers > 0) j["last_stage_layers"] = p.last_stage_layers;
@@ -280,6 +286,7 @@ std::int64_t routed_tokens(const Plan& p, const ModelSpec& m) { return std::llro
 const char* to_string(Recompute r) { return name_of(r, kRecompute); }
 const char* to_string(Schedule s) { return name_of(s, kSchedules); }
 const char* to_string(Fp8 f) { return name_of(f, kFp8); }
+const char* to_string(Fp8Recipe r) { return name_of(r, kFp8Recipes); }
 const char* to_string(AttentionImpl a) { return name_of(a, kAttention); }
 const char* to_string(ExpertPlacement p) { return name_of(p, kPlacement); }
 

@@ -21,6 +21,10 @@ enum class AttentionImpl { unfused, flash };  // unfused stores the s x s scores
 enum class ExpertPlacement { contiguous, round_robin };
 
 enum class Fp8 { none, e4m3, hybrid };
+// How FP8 tensors are scaled (Megatron's --fp8-recipe): one scale per tensor, from past
+// amax values (delayed) or the current one (tensorwise), or one per 1x128 tile of
+// activations and 128x128 block of weights (blockwise, DeepSeek-V3's).
+enum class Fp8Recipe { delayed, tensorwise, blockwise };
 
 struct Plan {
   int dp = 1;
@@ -59,6 +63,7 @@ struct Plan {
   // throughout, or hybrid (e4m3 forward, e5m2 gradients). Weights, attention's batched
   // GEMMs, the router and the output head stay in `precision`. Needs an FP8 GPU (Hopper).
   Fp8 fp8 = Fp8::none;
+  Fp8Recipe fp8_recipe = Fp8Recipe::delayed;
   // The MoE dispatch all-to-all in FP8 (DeepSeek-V3's and DeepEP's): the forward dispatch
   // carries one byte an element plus an fp32 scale per 1x128 tile; the combine and the
   // backward all-to-alls stay in `precision`. Needs fp8.
@@ -114,6 +119,7 @@ void check_plan(const Plan& plan, const ClusterSpec& cluster, const std::string&
 const char* to_string(Recompute r);
 const char* to_string(Schedule s);
 const char* to_string(Fp8 f);
+const char* to_string(Fp8Recipe r);
 const char* to_string(AttentionImpl a);
 const char* to_string(ExpertPlacement p);
 

@@ -235,6 +235,32 @@ TEST(ImportMegatron, ContextAndExpertTensorParallelismBecomeCpAndEtp) {
   EXPECT_EQ(same.plan->cp, 1);
 }
 
+TEST(ImportMegatron, SequenceParallelGradientPrecisionAndFp8BecomePlanFields) {
+  const std::string base =
+      "torchrun pretrain_gpt.py --num-layers 2 --hidden-size 256 --num-attention-heads 4 --seq-length 128 "
+      "--max-position-embeddings 128 --num-experts 4 --tensor-model-parallel-size 2 --world-size 4 "
+      "--vocab-size 1024 --bf16 --sequence-parallel --accumulate-allreduce-grads-in-fp32 ";
+  const ImportResult r = import_megatron_text(base + "--fp8-format hybrid --fp8-recipe blockwise\n");
+  ASSERT_TRUE(r.plan);
+  EXPECT_TRUE(r.plan->sp);
+  EXPECT_EQ(r.plan->grads(), DType::fp32);
+  EXPECT_EQ(r.plan->fp8, Fp8::hybrid);
+  EXPECT_EQ(r.plan->fp8_recipe, Fp8Recipe::blockwise);
+  // Megatron's default recipe is delayed scaling.
+  const ImportResult d = import_megatron_text(base + "--fp8-format e4m3\n");
+  ASSERT_TRUE(d.plan);
+  EXPECT_EQ(d.plan->fp8, Fp8::e4m3);
+  EXPECT_EQ(d.plan->fp8_recipe, Fp8Recipe::delayed);
+  // MXFP8 is Blackwell's; moesim refuses it by name.
+  try {
+    import_megatron_text(base + "--fp8-format hybrid --fp8-recipe mxfp8\n");
+    ADD_FAILURE() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("fp8_recipe"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("mxfp8"), std::string::npos) << e.what();
+  }
+}
+
 TEST(ImportMegatron, UnevenEndStagesGivenOrCountedFromEmbeddingAndLoss) {
   const std::string base =
       "torchrun pretrain_gpt.py --num-layers 30 --hidden-size 256 --num-attention-heads 4 --seq-length 128 "

@@ -5,6 +5,7 @@
 
 #include "src/accounting/memory.hpp"
 #include "src/accounting/params.hpp"
+#include "src/core/error.hpp"
 #include "src/model/model_json.hpp"
 
 namespace moesim {
@@ -150,6 +151,64 @@ TEST(Memory, ActivationsMatchKorthikanti) {
       }
     }
   }
+}
+
+TEST(Memory, Fp8SavesTheLinearLayersInputsInOneByte) {
+  // Transformer Engine keeps the FP8 copy of a linear layer's input for its weight
+  // gradient: QKV (h), projection (h / t), fc1 (h) and fc2 (4h / t) inputs a token, one byte
+  // each instead of two; under sp the replicated ones split too. Blockwise scaling adds an
+  // fp32 scale per 128 elements.
+  const ModelSpec m = dense_gpt();
+  const double sb = 2048, h = 1024;
+  for (int t : {1, 2, 4}) {
+    for (const std::string sp : {"", ",sp=true"}) {
+      if (t == 1 && !sp.empty()) continue;
+      const std::string base = "tp=" + std::to_string(t) + ",precision=bf16,attention=flash" + sp;
+      const double rt = sp.empty() ? 1.0 : t;
+      const double elements = sb * (2 * h / rt + 5 * h / t);
+      const double bf16 = layer_activations(m, parse_inline_plan(base), 0).total();
+      for (const char* fp8 : {",fp8=e4m3", ",fp8=hybrid", ",fp8=hybrid,fp8_recipe=tensorwise"})
+        EXPECT_DOUBLE_EQ(bf16 - layer_activations(m, parse_inline_plan(base + fp8), 0).total(), elements) << base + fp8;
+      EXPECT_DOUBLE_EQ(bf16 - layer_activations(m, parse_inline_plan(base + ",fp8=hybrid,fp8_recipe=blockwise"), 0).total(),
+                       elements * (1 - 4.0 / 128))
+          << base;
+    }
+  }
+  // Mixtral-8x7B, dropless top-2 over 8 experts of 14336: the QKV and projection inputs
+  // (4096 each), and every expert slot's fc1 (4096) and fc2 (14336) inputs; the router's
+  // input stays in bf16.
+  const ModelSpec x = load_model("configs/models/mixtral-8x7b-v0.1.json");
+  const double tokens = 4096, slots = 2 * tokens;
+  EXPECT_DOUBLE_EQ(layer_activations(x, parse_inline_plan("dp=8,ep=8,precision=bf16,attention=flash"), 0).total() -
+                       layer_activations(x, parse_inline_plan("dp=8,ep=8,precision=bf16,attention=flash,fp8=hybrid"), 0).total(),
+                   tokens * 2 * 4096 + slots * (4096 + 14336));
+  // The FP8 weight copy: a scale per 128 x 128 block under blockwise.
+  const StageParams s = params_per_stage(m, parse_inline_plan("dp=8"))[0];
+  const double linear = static_cast<double>(s.by_kind.attention + s.by_kind.dense_ffn);
+  EXPECT_DOUBLE_EQ(states(m, "dp=8,precision=bf16,fp8=hybrid,fp8_recipe=blockwise").weights -
+                       states(m, "dp=8,precision=bf16").weights,
+                   linear * (1 + 4.0 / (128 * 128)));
+}
+
+TEST(Memory, Fp8RecipeNeedsFp8AndIsWrittenOnlyWhenSet) {
+  try {
+    parse_inline_plan("dp=8,precision=bf16,fp8_recipe=blockwise");
+    ADD_FAILURE() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("field 'fp8_recipe': expected fp8 e4m3 or hybrid: blockwise scales FP8 tensors"),
+              std::string::npos)
+        << e.what();
+  }
+  try {
+    parse_inline_plan("dp=8,precision=bf16,fp8=hybrid,fp8_recipe=mxfp8");
+    ADD_FAILURE() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("fp8_recipe"), std::string::npos) << e.what();
+  }
+  const Plan p = parse_inline_plan("dp=8,precision=bf16,fp8=hybrid,fp8_recipe=blockwise");
+  EXPECT_EQ(p.fp8_recipe, Fp8Recipe::blockwise);
+  EXPECT_EQ(parse_inline_plan(plan_to_inline(p)).fp8_recipe, Fp8Recipe::blockwise);
+  EXPECT_EQ(plan_to_inline(parse_inline_plan("dp=8,precision=bf16,fp8=hybrid")).find("fp8_recipe"), std::string::npos);
 }
 
 TEST(Memory, FullRecomputationKeepsLayerInputs) {
