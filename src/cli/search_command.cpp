@@ -1,5 +1,5 @@
 // `moesim search --model M --cluster C [--gbs N] [--baseline P]... [--fix k=v,...]
-// [--max-pp N] [--max-tp N] [--headroom F] [--rerank K] [--top N] [--json]
+// [--max-pp N] [--max-tp N] [--max-cp N] [--headroom F] [--rerank K] [--top N] [--json]
 // [--emit-plan F]`: the best plan for a model on a cluster, and why. Under mpirun the
 // plan space is dealt out over the ranks and rank 0 prints the result.
 #include <chrono>
@@ -26,7 +26,7 @@ struct SearchArgs {
   std::string model, cluster, profile, routing = "uniform", base, fix, emit_plan;
   std::vector<std::string> baselines;
   std::int64_t gbs = 0;
-  int gpus = 0, max_pp = 0, max_tp = 0, max_mbs = 64, rerank = 32, top = 10;
+  int gpus = 0, max_pp = 0, max_tp = 0, max_cp = 0, max_mbs = 64, rerank = 32, top = 10;
   double headroom = 0, tie = 0.01;
   bool json = false;
 };
@@ -64,6 +64,8 @@ Command add_search(CLI::App& app) {
   cmd->add_option("--max-pp", a->max_pp, "largest pipeline degree")->check(CLI::PositiveNumber);
   cmd->add_option("--max-tp", a->max_tp, "largest tensor-parallel degree (default: GPUs per node)")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-cp", a->max_cp, "largest context-parallel degree (default: GPUs per node)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--max-mbs", a->max_mbs, "largest micro-batch (default 64)")->check(CLI::PositiveNumber);
   cmd->add_option("--headroom", a->headroom, "fraction of GPU memory to leave free (default 0)")
       ->check(CLI::Range(0.0, 0.95));
@@ -94,6 +96,7 @@ Command add_search(CLI::App& app) {
             if (a->gbs > 0) space.base.gbs = a->gbs;
             space.max_pp = a->max_pp;
             space.max_tp = a->max_tp;
+            space.max_cp = a->max_cp;
             space.max_mbs = a->max_mbs;
             space.placements = model.is_moe() && (routing.kind == RoutingKind::zipf || routing.kind == RoutingKind::aux_free ||
                                                         routing.kind == RoutingKind::trace);

@@ -41,6 +41,9 @@ std::string short_plan(const Plan& p) {
   std::string s = "dp=" + std::to_string(p.dp) + ",tp=" + std::to_string(p.tp) + ",pp=" + std::to_string(p.pp) +
                   ",ep=" + std::to_string(p.ep) + ",mbs=" + std::to_string(p.mbs) + ",zero=" + std::to_string(p.zero) +
                   ",recompute=" + to_string(p.recompute);
+  if (p.cp > 1) s += ",cp=" + std::to_string(p.cp);
+  if (p.etp > 0) s += ",etp=" + std::to_string(p.etp);
+  if (p.sp) s += ",sp=true";
   if (p.pp > 1) s += std::string(",schedule=") + to_string(p.schedule);
   if (p.vpp > 1) s += ",vpp=" + std::to_string(p.vpp);
   if (p.placement != ExpertPlacement::contiguous) s += std::string(",placement=") + to_string(p.placement);

@@ -1,7 +1,8 @@
-// The plans the search considers: every factorisation of the GPUs into dp x tp x pp with
-// the expert-parallel group inside dp, micro-batch sizes, pipeline schedules and virtual
-// stages, ZeRO stages, recomputation and expert placement, narrowed by the user's
-// constraints. Enumeration order is fixed, and a plan's index in it breaks ties.
+// The plans the search considers: every factorisation of the GPUs into dp x tp x cp x pp,
+// the expert-parallel group inside dp x cp with experts split as attention is or whole
+// (MoE parallel folding), sequence parallelism wherever tp is, micro-batch sizes, pipeline
+// schedules and virtual stages, ZeRO stages, recomputation and expert placement, narrowed
+// by the user's constraints. Enumeration order is fixed, and a plan's index in it breaks ties.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +23,7 @@ struct SearchSpace {
   Plan base;
   std::set<std::string> fixed;  // searched fields pinned to base's value (--fix)
   int max_tp = 0;               // 0: the GPUs of one node (tensor parallelism stays on NVLink)
+  int max_cp = 0;               // 0: the GPUs of one node
   int max_pp = 0;               // 0: no limit
   int max_mbs = 64;
   // Round-robin placement is enumerated beside contiguous only when it can change the

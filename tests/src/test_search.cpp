@@ -53,33 +53,47 @@ bool valid(const Plan& p, const ModelSpec& m, const ClusterSpec& c) {
 }
 
 // The reference: every combination of field values in a box wide enough to hold every
-// plan, kept when the validation rules accept it and it is not a listed equivalent.
+// plan, kept when the validation rules accept it and it is not a listed equivalent. The
+// shape (dp, tp, pp, cp, ep, etp, sp) is validated first with the most lenient batching
+// (mbs 1, 1F1B, no vpp, ZeRO 0, no recomputation): a shape that fails there fails with
+// every other, since those rules only add conditions.
 std::set<std::string> brute_force(const ModelSpec& m, const ClusterSpec& c, const SearchSpace& s) {
   std::set<std::string> out;
   const int world = s.gpus > 0 ? s.gpus : c.total_gpus();
   const int max_tp = s.max_tp > 0 ? s.max_tp : c.gpus_per_node;
+  const int max_cp = s.max_cp > 0 ? s.max_cp : c.gpus_per_node;
   for (int dp = 1; dp <= world; ++dp)
     for (int tp = 1; tp <= std::min(world, max_tp); ++tp)
-      for (int pp = 1; pp <= world; ++pp) {
-        if (dp * tp * pp != world || (s.max_pp > 0 && pp > s.max_pp)) continue;
-        for (int ep = 1; ep <= dp; ++ep)
-          for (int mbs = 1; mbs <= s.max_mbs; ++mbs)
-            for (Schedule sched : {Schedule::gpipe, Schedule::one_f_one_b, Schedule::interleaved})
-              for (int vpp = 1; vpp <= m.layers; ++vpp)
-                for (int zero = 0; zero <= 3; ++zero)
-                  for (Recompute rc : {Recompute::none, Recompute::selective, Recompute::full})
-                    for (ExpertPlacement pl : {ExpertPlacement::contiguous, ExpertPlacement::round_robin}) {
-                      Plan p = s.base;
-                      p.dp = dp, p.tp = tp, p.pp = pp, p.ep = ep, p.mbs = mbs, p.schedule = sched, p.vpp = vpp;
-                      p.zero = zero, p.recompute = rc, p.placement = pl;
-                      if (!valid(p, m, c)) continue;
-                      if (dp == 1 && zero != 0) continue;
-                      if (pp == 1 && sched != Schedule::one_f_one_b) continue;
-                      const bool placement_matters = s.placements && ep > 1 && ep < (m.is_moe() ? m.moe.experts : 1);
-                      if (!placement_matters && pl != ExpertPlacement::contiguous) continue;
-                      out.insert(plan_to_inline(p));
-                    }
-      }
+      for (int cp = 1; cp <= std::min(world, max_cp); ++cp)
+        for (int pp = 1; pp <= world; ++pp) {
+          if (dp * tp * pp * cp != world || (s.max_pp > 0 && pp > s.max_pp)) continue;
+          for (int ep = 1; ep <= world; ++ep)
+            for (int etp = 0; etp <= world; ++etp)
+              for (bool sp : {false, true}) {
+                // Listed: experts split as attention (unset) or whole; sp wherever tp is.
+                if (etp > 1 || (etp == 1 && tp == 1) || sp != (tp > 1)) continue;
+                Plan shape = s.base;
+                shape.dp = dp, shape.tp = tp, shape.pp = pp, shape.cp = cp, shape.ep = ep, shape.etp = etp, shape.sp = sp;
+                shape.mbs = 1, shape.schedule = Schedule::one_f_one_b, shape.vpp = 1, shape.zero = 0;
+                shape.recompute = Recompute::none, shape.placement = ExpertPlacement::contiguous;
+                if (!valid(shape, m, c)) continue;
+                for (int mbs = 1; mbs <= s.max_mbs; ++mbs)
+                  for (Schedule sched : {Schedule::gpipe, Schedule::one_f_one_b, Schedule::interleaved})
+                    for (int vpp = 1; vpp <= m.layers; ++vpp)
+                      for (int zero = 0; zero <= 3; ++zero)
+                        for (Recompute rc : {Recompute::none, Recompute::selective, Recompute::full})
+                          for (ExpertPlacement pl : {ExpertPlacement::contiguous, ExpertPlacement::round_robin}) {
+                            if (dp == 1 && zero != 0) continue;
+                            if (pp == 1 && sched != Schedule::one_f_one_b) continue;
+                            const bool placement_matters =
+                                s.placements && ep > 1 && ep < (m.is_moe() ? m.moe.experts : 1);
+                            if (!placement_matters && pl != ExpertPlacement::contiguous) continue;
+                            Plan p = shape;
+                            p.mbs = mbs, p.schedule = sched, p.vpp = vpp, p.zero = zero, p.recompute = rc, p.placement = pl;
+                            if (valid(p, m, c)) out.insert(plan_to_inline(p));
+                          }
+              }
+        }
   return out;
 }
 
@@ -101,10 +115,13 @@ TEST(SearchSpace, EnumerationEqualsBruteForceAndEveryPlanIsValid) {
   };
   for (const Case& k : {Case{"openlm-41m-e8", "dgx-a100", 32, 8, 8, false}, Case{"openlm-41m-e8", "dgx-a100", 48, 8, 6, true},
                         Case{"fairseq-moe-4.1b", "dgx1-v100", 16, 4, 4, false},
-                        Case{"openlm-87m-e1", "dgx-a100", 24, 6, 4, false}}) {
+                        Case{"openlm-87m-e1", "dgx-a100", 24, 6, 4, false},
+                        // Flash attention: context parallelism joins the factorisations.
+                        Case{"openlm-41m-e8", "dgx-h100", 16, 8, 4, false}, Case{"openlm-87m-e1", "dgx-h100", 8, 8, 2, false}}) {
     SCOPED_TRACE(std::string(k.model) + " gbs " + std::to_string(k.gbs));
     const Inputs in = inputs(k.model, k.cluster);
     SearchSpace s = space_with(k.gbs, DType::fp16);
+    if (std::string(k.cluster) == "dgx-h100") s.base.attention = AttentionImpl::flash;
     s.gpus = k.gpus;
     s.max_mbs = k.max_mbs;
     s.placements = k.placements;
