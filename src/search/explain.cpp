@@ -42,8 +42,31 @@ std::vector<ComparisonRow> compare_results(const SimResult& a, const SimResult& 
   return rows;
 }
 
+namespace {
+
+// The plan's file form with the fields it leaves out at their defaults written in, as
+// the values they stand for, so that two plans compare field by field.
+nlohmann::ordered_json every_field(const Plan& p) {
+  nlohmann::ordered_json j = plan_to_json(p);
+  auto put = [&](const char* key, const nlohmann::ordered_json& v) {
+    if (!j.contains(key)) j[key] = v;
+  };
+  put("cp", p.cp);
+  put("etp", p.expert_tp());
+  put("sp", p.sp);
+  put("grad_dtype", to_string(p.grads()));
+  put("fp8", to_string(p.fp8));
+  put("fp8_recipe", to_string(p.fp8_recipe));
+  put("fp8_dispatch", p.fp8_dispatch);
+  put("first_stage_layers", p.first_stage_layers);
+  put("last_stage_layers", p.last_stage_layers);
+  return j;
+}
+
+}  // namespace
+
 std::string plan_difference(const Plan& a, const Plan& b) {
-  const nlohmann::ordered_json ja = plan_to_json(a), jb = plan_to_json(b);
+  const nlohmann::ordered_json ja = every_field(a), jb = every_field(b);
   std::string out;
   for (const auto& [key, va] : ja.items()) {
     const auto& vb = jb.at(key);

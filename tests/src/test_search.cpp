@@ -328,6 +328,11 @@ TEST(Explain, NamesTheLargestSavingTheLargestCostAndTheFields) {
             "ties with the runner-up within 1% (1 s vs 1 s per iteration): its moe_experts compute takes 5 ms less "
             "while its exposed ep_all_to_all takes 300 ms more, with the same plan fields.");
   EXPECT_EQ(plan_difference(a, a), "");
+  // Fields a plan leaves at their defaults compare as the values they stand for.
+  EXPECT_EQ(plan_difference(parse_inline_plan("dp=4,tp=2,ep=8,etp=1,sp=true"), parse_inline_plan("dp=4,tp=2,ep=4")),
+            "ep 8 vs 4, etp 1 vs 2, sp true vs false");
+  EXPECT_EQ(plan_difference(parse_inline_plan("dp=4,tp=2,ep=4,gbs=8"), parse_inline_plan("dp=2,tp=2,cp=2,ep=4,gbs=8,attention=flash")),
+            "dp 4 vs 2, attention unfused vs flash, cp 1 vs 2");
   const auto rows = compare_results(ra, rb);
   ASSERT_EQ(rows.size(), 8u);  // 1 compute, 2 comm, bubble, optimizer, memory, tokens/s, MFU
   EXPECT_EQ(rows[0].name, "compute: moe_experts");
