@@ -159,9 +159,9 @@ UnitPadding unit_padding(const ZeroSharding& zero) {
 }  // namespace
 
 Replica::Replica(Backend& b, const ModelSpec& m, const ExpertShard& s, int ep_rank, int tp_size, int tp_index,
-                 int pp, int stage, const ZeroSharding& zero, int vpp)
+                 int pp, int stage, const ZeroSharding& zero, int vpp, EndStages ends)
     : backend(b), model(m), shard(s), tp(tp_size), tp_rank(tp_index),
-      layout(param_layout(m, s, ep_rank, tp, tp_rank, pp, stage, unit_padding(zero), vpp)),
+      layout(param_layout(m, s, ep_rank, tp, tp_rank, pp, stage, unit_padding(zero), vpp, ends)),
       dense(b, zero.dense, zero.stage, ParamGroup::dense, layout),
       expert(b, zero.expert, zero.stage, ParamGroup::expert, layout) {
   // Large enough for any bias or shift: experts x max(d, f) covers expert biases.

@@ -29,7 +29,8 @@ struct Replica {
   // a sharded optimizer splits them into equal chunks; padding holds zeros.
   // `vpp`: the stage's model chunks (interleaved schedule), all held in the one layout.
   Replica(Backend& backend, const ModelSpec& model, const ExpertShard& shard, int ep_rank, int tp = 1,
-          int tp_rank = 0, int pp = 1, int stage = 0, const ZeroSharding& zero = {}, int vpp = 1);
+          int tp_rank = 0, int pp = 1, int stage = 0, const ZeroSharding& zero = {}, int vpp = 1,
+          EndStages ends = {});
 
   Backend& backend;
   const ModelSpec& model;

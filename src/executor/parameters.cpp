@@ -101,7 +101,7 @@ std::size_t ModelParams::param_count() const {
 }
 
 ModelParams param_layout(const ModelSpec& m, const ExpertShard& shard, int ep_rank, int tp, int tp_rank, int pp,
-                         int stage, UnitPadding padding, int vpp) {
+                         int stage, UnitPadding padding, int vpp, EndStages ends) {
   ModelParams p;
   LayoutBuilder b(p, padding);
   p.first_stage = stage == 0;
@@ -110,6 +110,8 @@ ModelParams param_layout(const ModelSpec& m, const ExpertShard& shard, int ep_ra
   Plan stages;
   stages.pp = pp;
   stages.vpp = vpp;
+  stages.first_stage_layers = ends.first_layers;
+  stages.last_stage_layers = ends.last_layers;
   const ParamGroup D = ParamGroup::dense;
   const std::size_t d = z(m.d_model);
   const std::size_t hd = z(m.head_dim);

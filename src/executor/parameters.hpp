@@ -86,9 +86,14 @@ struct ModelParams {
 // The tensors of `model` held by expert-parallel rank `ep_rank` of `shard`, tensor-parallel
 // rank `tp_rank` of `tp`, on pipeline stage `stage` of `pp` with `vpp` model chunks (its
 // layers as src/accounting/params.hpp's stage_layers gives them: chunks stage,
-// stage + pp, ...), with each unit padded as `padding` asks.
+// stage + pp, ...), with each unit padded as `padding` asks. `ends`: the plan's uneven
+// first and last stages.
+struct EndStages {
+  int first_layers = 0, last_layers = 0;  // 0: an even share
+};
 ModelParams param_layout(const ModelSpec& model, const ExpertShard& shard, int ep_rank, int tp = 1,
-                         int tp_rank = 0, int pp = 1, int stage = 0, UnitPadding padding = {}, int vpp = 1);
+                         int tp_rank = 0, int pp = 1, int stage = 0, UnitPadding padding = {}, int vpp = 1,
+                         EndStages ends = {});
 
 // Writes every tensor's initial value: normal(0, init_std) for matrices and embeddings,
 // one for norm gains, zero for biases.

@@ -103,9 +103,7 @@ void check_runnable(const ModelSpec& m, const Plan& p, const std::string& model_
   divides("kv_heads", m.kv_heads, "kv_heads");
   divides("ffn_dim", m.ffn_dim, "ffn_dim");
   if (m.is_moe()) divides("expert_ffn_dim", m.expert_ffn(), "expert FFN dim");
-  if (m.layers % (p.pp * p.vpp) != 0)
-    throw InputError(plan_file, "pp", "expected pp*vpp (" + std::to_string(p.pp * p.vpp) +
-                                          ") to divide the model's " + std::to_string(m.layers) + " layers");
+  check_plan(p, m, plan_file);  // the layers' split over (uneven) stages
   // bf16, fp16: autocast-style GEMMs over fp32 weights, which are the master copy (fp16
   // with dynamic loss scaling).
   if (p.precision != DType::fp32 && !p.master_weights)
@@ -117,8 +115,6 @@ void check_runnable(const ModelSpec& m, const Plan& p, const std::string& model_
   if (p.cp > 1) unsupported(plan_file, "cp", "expected 1 (no ring attention in the executor)");
   if (p.etp > 0 && p.etp != p.tp) unsupported(plan_file, "etp", "expected tp (experts split as the dense layers)");
   if (p.fp8 != Fp8::none) unsupported(plan_file, "fp8", "expected none");
-  if (p.first_stage_layers > 0) unsupported(plan_file, "first_stage_layers", "expected 0 (even stages)");
-  if (p.last_stage_layers > 0) unsupported(plan_file, "last_stage_layers", "expected 0 (even stages)");
   if (m.positions == Positions::sinusoidal) unsupported(model_file, "positions", "expected learned or rotary");
   if (m.activation == Activation::relu) unsupported(model_file, "activation", "expected gelu or swiglu");
   if (m.mla) unsupported(model_file, "mla", "expected none");
@@ -181,7 +177,8 @@ TrainResult train(Backend& B, RankGroups& groups, const ModelSpec& model, const 
   // gradients, ZeRO, the optimizer and checkpoints cover them all alike.
   const int chunks = plan.schedule == Schedule::interleaved ? plan.vpp : 1;
   Replica rep(B, model, shard, grid.ep, plan.tp, grid.tp, plan.pp, grid.pp,
-              ZeroSharding{plan.zero, groups.dp.get(), groups.edp.get()}, chunks);
+              ZeroSharding{plan.zero, groups.dp.get(), groups.edp.get()}, chunks,
+              EndStages{plan.first_stage_layers, plan.last_stage_layers});
   const StageComms comms{*groups.ep, *groups.tp};
   const bool tied_copies = model.tied_embeddings && plan.pp > 1 && (rep.layout.first_stage || rep.layout.last_stage);
   {

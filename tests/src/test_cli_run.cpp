@@ -193,7 +193,7 @@ TEST(CliRun, RefusesWhatItCannotTrainNamingTheField) {
       {"--model " + kTiny + " --plan tp=3,mbs=1,gbs=3", "'tp'"},
       {"--model " + kTiny + " --plan dp=1,mbs=1,gbs=1,optimizer_dtype=bf16", "'optimizer_dtype'"},
       {"--model " + kTiny + " --plan dp=1,mbs=1,gbs=1,precision=fp16,master_weights=false", "'master_weights'"},
-      {"--model " + kTiny + " --plan pp=2,mbs=1,gbs=2,first_stage_layers=1", "'first_stage_layers'"},
+      {"--model " + kTiny + " --plan pp=2,mbs=1,gbs=2,first_stage_layers=4", "'first_stage_layers'"},  // none left
       {"--model " + kTiny + " --plan tp=2,mbs=1,gbs=1,sp=true", "'sp'"},
       {"--model " + kTiny + " --plan dp=1,mbs=1,gbs=1,precision=bf16,fp8=hybrid", "'fp8'"},
       {"--model " + kTiny + " --plan cp=2,attention=flash,mbs=1,gbs=1", "'cp'"},

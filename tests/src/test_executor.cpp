@@ -381,6 +381,22 @@ TEST(ExecutorPipeline, InterleavedOnOneRankTrainsThePlainLosses) {
   EXPECT_NE(plain.front().loss, plain.back().loss);
 }
 
+// Uneven end stages: each stage holds the layers stage_layers gives it (12 layers on 4
+// stages as 1, 5, 5, 1).
+TEST(ExecutorParameters, UnevenStagesHoldTheSimulatorsLayers) {
+  ModelSpec m = tiny_moe_deep(12);
+  const Plan plan = parse_inline_plan("pp=4,gbs=4,first_stage_layers=1,last_stage_layers=1");
+  const std::vector<std::vector<int>> expected = {{0}, {1, 2, 3, 4, 5}, {6, 7, 8, 9, 10}, {11}};
+  for (int stage = 0; stage < 4; ++stage) {
+    const ModelParams layout =
+        param_layout(m, ExpertShard{m.moe.experts, 1}, 0, 1, 0, 4, stage, {}, 1, EndStages{1, 1});
+    std::vector<int> held;
+    for (const LayerParams& L : layout.layers) held.push_back(L.index);
+    EXPECT_EQ(held, stage_layers(m, plan, stage));
+    EXPECT_EQ(held, expected[static_cast<std::size_t>(stage)]);
+  }
+}
+
 // With vpp chunks, stage s holds model chunks s, s + pp, ... in that order (the
 // simulator's stage_layers), chunk 0 of stage 0 embedding and the last chunk of the last
 // stage holding the head.

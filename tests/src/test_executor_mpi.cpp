@@ -78,6 +78,7 @@ void expect_equivalent(const std::string& inline_plan, ModelSpec model = tiny_mo
   single.recompute = Recompute::none;
   single.schedule = Schedule::one_f_one_b;  // one stage, one chunk: the micro-batches in turn
   single.vpp = 1;
+  single.first_stage_layers = single.last_stage_layers = 0;
   single.gbs = plan.global_batch();
   EXPECT_EQ(single.precision, plan.precision) << "the reference trains in the plan's precision";
   SelfCommunicator self;
@@ -107,6 +108,32 @@ TEST(ExecutorEquivalence, DataAndExpertParallel) { expect_equivalent("dp=4,ep=2,
 TEST(ExecutorEquivalence, RoundRobinExperts) { expect_equivalent("dp=2,ep=2,mbs=2,gbs=8,placement=round_robin"); }
 TEST(ExecutorEquivalence, Zero1) { expect_equivalent("dp=2,mbs=2,gbs=8,zero=1"); }
 TEST(ExecutorEquivalence, Zero1WithExpertParallel) { expect_equivalent("dp=4,ep=2,mbs=1,gbs=8,zero=1"); }
+
+// Uneven end stages (Megatron's --decoder-first/last-pipeline-num-layers), as
+// stage_layers splits them: tiny-moe's 4 layers as 1 + 3, the 8-layer model as 1 + 3 + 3
+// + 1, and under the interleaved schedule 2 + 6 split over two chunks a stage.
+TEST(ExecutorEquivalence, UnevenStagesOneFOneB) {
+  expect_equivalent("pp=2,mbs=1,gbs=8,first_stage_layers=1");
+  // The split is the plan's, not an even one: the last stage's 3 layers and the head make
+  // the busiest rank hold more than either stage of the even split.
+  auto peak = [](const std::string& inline_plan) {
+    const Plan plan = parse_inline_plan(inline_plan);
+    std::unique_ptr<Communicator> block = world().split(world().rank() / plan.world(), world().rank());
+    std::size_t most = 0;
+    for (const exec::StepRecord& r : train_on(*block, tiny_moe(), plan, options(1))) most = std::max(most, r.peak_bytes);
+    return most;
+  };
+  EXPECT_GT(peak("pp=2,mbs=1,gbs=8,first_stage_layers=1"), peak("pp=2,mbs=1,gbs=8"));
+}
+TEST(ExecutorEquivalence, UnevenStagesGPipeDataExpertParallel) {
+  expect_equivalent("dp=2,pp=2,ep=2,mbs=1,gbs=8,zero=1,schedule=gpipe,last_stage_layers=1");
+}
+TEST(ExecutorEquivalence, UnevenFourStages) {
+  expect_equivalent("pp=4,mbs=1,gbs=8,first_stage_layers=1,last_stage_layers=1", tiny_moe_deep(8));
+}
+TEST(ExecutorEquivalence, UnevenStagesInterleaved) {
+  expect_equivalent("pp=2,vpp=2,schedule=interleaved,mbs=1,gbs=8,first_stage_layers=2", tiny_moe_deep(8));
+}
 
 TEST(ExecutorEquivalence, TensorParallel2) { expect_equivalent("tp=2,mbs=2,gbs=8"); }
 TEST(ExecutorEquivalence, TensorParallel4) { expect_equivalent("tp=4,mbs=2,gbs=8"); }
