@@ -233,14 +233,13 @@ void FlowSharing::assign(std::uint32_t s, double rate, LinkId bottleneck, double
 }
 
 // The level at which a link with `room` left for its open flows fills: `open` flows rise with
-// the level; the untouched flows in above_ are held at their old rates (they stop rising at
+// the level; the k untouched flows in above_ are held at their old rates (they stop rising at
 // them). +infinity when it never fills.
-double FlowSharing::water(double room, std::uint32_t open) {
+double FlowSharing::water(double room, std::uint32_t open, std::uint32_t k) {
   // Few flows per link: insertion sort.
   double* a = above_.data();
-  const std::size_t k = above_.size();
   if (k > 16) {
-    std::sort(above_.begin(), above_.end());
+    std::sort(a, a + k);
   } else {
     for (std::size_t i = 1; i < k; ++i) {
       const double v = a[i];
@@ -250,8 +249,9 @@ double FlowSharing::water(double room, std::uint32_t open) {
     }
   }
   room = std::max(room, 0.0);
-  auto n = static_cast<std::uint32_t>(open + above_.size());
-  for (const double r : above_) {
+  auto n = open + k;
+  for (std::uint32_t i = 0; i < k; ++i) {
+    const double r = a[i];
     const double x = room / n;
     if (x <= r) return x;
     room -= r;
@@ -302,8 +302,8 @@ FlowSharing::Scan FlowSharing::scan(LinkId b, double level) {
   }
   sc.frozen = frozen;
   sc.open = open;
+  sc.above = n_above;
   sc.held = held_min;
-  above_.resize(n_above);
   return sc;
 }
 
@@ -311,8 +311,8 @@ FlowSharing::Scan FlowSharing::scan(LinkId b, double level) {
 // where it would fill, or where an untouched flow it holds would need reopening.
 double FlowSharing::fill_key(LinkId m, double level) {
   const Scan sc = scan(m, level);
-  if (sc.open == 0 && above_.empty()) return kInfinity;
-  const double x = water(capacity_[m] - sc.frozen, sc.open);
+  if (sc.open == 0 && sc.above == 0) return kInfinity;
+  const double x = water(capacity_[m] - sc.frozen, sc.open, sc.above);
   return std::max(level, std::min(x, sc.held) * (1 - kKeyMargin));
 }
 
@@ -356,14 +356,14 @@ bool FlowSharing::sweep() {
     const Scan sc = scan(b, level);
     const double frozen = sc.frozen;
     const std::uint32_t open = sc.open;
-    const auto n_above = static_cast<std::uint32_t>(above_.size());
+    const std::uint32_t n_above = sc.above;
     const bool reopen = sc.held < kInfinity;
     if (open + n_above == 0) continue;
     const double share = std::max(capacity_[b] - frozen, 0.0) / (open + n_above);
     if (below(level, share)) {
       // Not full yet. It fills at the level x where the open flows rising with the level and
       // the untouched ones held at their old rates (until x passes them) take it all.
-      double x = water(capacity_[b] - frozen, open);
+      double x = water(capacity_[b] - frozen, open, n_above);
       // Untouched flows bottlenecked here below x will not be held at their old rate by
       // this link: reopen them, and find x again with them rising.
       if (reopen) {
@@ -378,7 +378,7 @@ bool FlowSharing::sweep() {
         }
         if (any) {
           const Scan again = scan(b, level);  // (touch() used above_ too)
-          x = water(capacity_[b] - again.frozen, again.open);
+          x = water(capacity_[b] - again.frozen, again.open, again.above);
         }
       }
       if (x < kInfinity) {

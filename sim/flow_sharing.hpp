@@ -84,10 +84,11 @@ class FlowSharing {
   struct Scan {
     double frozen = 0;
     std::uint32_t open = 0;
+    std::uint32_t above = 0;  // how many old rates scan() left in above_
     double held = std::numeric_limits<double>::infinity();
   };
   Scan scan(LinkId b, double level);
-  double water(double room, std::uint32_t open);
+  double water(double room, std::uint32_t open, std::uint32_t k);
   double fill_key(LinkId m, double level);
   void queue(LinkId m, double level);
   bool sweep();
@@ -126,7 +127,7 @@ class FlowSharing {
   std::vector<std::uint32_t> added_, touched_list_, assigned_list_;
   std::vector<LinkId> pushed_list_;
   std::vector<Queued> heap_;
-  std::vector<double> above_;
+  std::vector<double> above_;  // never shrinks: scan() writes one slot per entry, branch-free
   std::uint32_t epoch_ = 0;
   std::uint64_t solves_ = 0, flows_solved_ = 0, rate_changes_ = 0, fallbacks_ = 0;
 };
