@@ -12,11 +12,13 @@
 // if nothing else changed (open flows rising with the level, untouched ones held at their
 // old rates), or the old rate of an untouched flow it holds, if lower (such a flow may need
 // reopening). Only reopening a flow can lower that level, and it re-queues the flow's
-// links. Popped, the link's fair share is computed from what is frozen; if the share is
-// above the current level it is queued again, otherwise it fills and its open flows get
-// the share. Work is proportional to the flows whose rates change, not to all flows. kFull
-// re-solves every sending flow instead. The queue is an indexed binary heap with one entry
-// per link (decrease-key, no stale entries), popped in (level, link id) order.
+// links; a flow given a rate can raise it on its other links, whose keys are then
+// recomputed too, so a link is rarely popped for nothing. Popped, the link's fair share is
+// computed from what is frozen; if the share is above the current level it is queued again,
+// otherwise it fills and its open flows get the share. Work is proportional to the flows
+// whose rates change, not to all flows. kFull re-solves every sending flow instead. The
+// queue is an indexed binary heap with one entry per link (keys move both ways, no stale
+// entries), popped in (level, link id) order.
 #include "sim/flow_sharing.hpp"
 
 #include <algorithm>
@@ -160,27 +162,42 @@ void FlowSharing::heap_insert(double key, LinkId l) {
   heap_decrease(static_cast<std::uint32_t>(heap_.size() - 1), key);
 }
 
+// Puts q at index i or below it (q is not before what is above i).
+void FlowSharing::heap_sift_down(std::uint32_t i, Queued q) {
+  const auto n = static_cast<std::uint32_t>(heap_.size());
+  for (;;) {
+    std::uint32_t child = 2 * i + 1;
+    if (child >= n) break;
+    if (child + 1 < n && queued_before(heap_[child + 1], heap_[child])) ++child;
+    if (!queued_before(heap_[child], q)) break;
+    heap_[i] = heap_[child];
+    heap_pos_[heap_[i].link] = i;
+    i = child;
+  }
+  heap_[i] = q;
+  heap_pos_[q.link] = i;
+}
+
 FlowSharing::Queued FlowSharing::heap_pop() {
   const Queued top = heap_.front();
   heap_pos_[top.link] = kNotQueued;
   const Queued last = heap_.back();
   heap_.pop_back();
-  const auto n = static_cast<std::uint32_t>(heap_.size());
-  if (n > 0) {
-    std::uint32_t i = 0;
-    for (;;) {
-      std::uint32_t child = 2 * i + 1;
-      if (child >= n) break;
-      if (child + 1 < n && queued_before(heap_[child + 1], heap_[child])) ++child;
-      if (!queued_before(heap_[child], last)) break;
-      heap_[i] = heap_[child];
-      heap_pos_[heap_[i].link] = i;
-      i = child;
-    }
-    heap_[i] = last;
-    heap_pos_[last.link] = i;
-  }
+  if (!heap_.empty()) heap_sift_down(0, last);
   return top;
+}
+
+void FlowSharing::heap_erase(std::uint32_t i) {
+  heap_pos_[heap_[i].link] = kNotQueued;
+  const Queued last = heap_.back();
+  heap_.pop_back();
+  if (i == heap_.size()) return;
+  heap_[i] = last;
+  if (i > 0 && queued_before(last, heap_[(i - 1) / 2])) {
+    heap_decrease(i, last.key);
+  } else {
+    heap_sift_down(i, last);
+  }
 }
 
 void FlowSharing::push(double key, LinkId l) {
@@ -316,16 +333,26 @@ double FlowSharing::fill_key(LinkId m, double level) {
   return std::max(level, std::min(x, sc.held) * (1 - kKeyMargin));
 }
 
-// Queues link m (a flow on it changed at `level`) at its fill_key, or lowers its key to it.
-// One that would never fill and holds no one is left out and counted as not full: any later
-// change on it queues it again.
+// Queues link m (a flow on it changed at `level`) at its fill_key, or moves it there: down,
+// or up when flows on it were given their rates elsewhere and left it more room. Keeping
+// keys current rather than only lowering them spares popping links that no longer hold
+// anyone open (half the pops at 1,000 flows on the fat tree of bench_engine). One that
+// would never fill is taken out and counted as not full: any later change on it queues it
+// again.
 void FlowSharing::queue(LinkId m, double level) {
   const std::uint32_t at = heap_pos_[m];
-  if (at != kNotQueued && heap_[at].key <= level) return;  // no key can be lower
+  if (at != kNotQueued && heap_[at].key <= level) return;  // it is being looked at now
   const double key = fill_key(m, level);
   if (key < kInfinity) {
-    push(key, m);
-  } else if (at == kNotQueued) {
+    if (at == kNotQueued) {
+      push(key, m);
+    } else if (key < heap_[at].key) {
+      heap_decrease(at, key);
+    } else {
+      heap_sift_down(at, Queued{key, m});
+    }
+  } else {
+    if (at != kNotQueued) heap_erase(at);
     if (pushed_[m] != epoch_) {
       pushed_[m] = epoch_;
       pushed_list_.push_back(m);

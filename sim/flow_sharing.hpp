@@ -79,6 +79,8 @@ class FlowSharing {
   void heap_insert(double key, LinkId l);
   void heap_decrease(std::uint32_t i, double key);
   Queued heap_pop();
+  void heap_sift_down(std::uint32_t i, Queued q);
+  void heap_erase(std::uint32_t i);
   void touch(std::uint32_t s, double level, LinkId from);
   void assign(std::uint32_t s, double rate, LinkId bottleneck, double level);
   struct Scan {
