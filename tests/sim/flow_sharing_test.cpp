@@ -172,6 +172,89 @@ TEST(FlowSharing, IncrementalSolverMatchesProgressiveFilling) {
   }
 }
 
+// The same on two-level fat trees with hundreds of flows sending at once, where one change
+// ripples through most links (as in bench_engine's FatTreeFlows): long sweeps in which links
+// are queued, re-keyed up and down, and taken out again before they are popped.
+TEST(FlowSharing, IncrementalSolverMatchesProgressiveFillingOnFatTrees) {
+  std::mt19937_64 rng(2024);
+  for (int trial = 0; trial < 6; ++trial) {
+    const int leaves = 2 + static_cast<int>(rng() % 7), per_leaf = 2 + static_cast<int>(rng() % 7);
+    const int spines = 1 + static_cast<int>(rng() % 6), endpoints = leaves * per_leaf;
+    Network net;
+    std::vector<double> capacity;
+    const auto link = [&](int a, int b) {
+      capacity.push_back(trial % 2 == 0 ? 1.0 : static_cast<double>(1 + rng() % 4));
+      return net.add_link(static_cast<NodeId>(a), static_cast<NodeId>(b), capacity.back(), 0);
+    };
+    for (int i = 0; i < endpoints + leaves + spines; ++i) net.add_node(testing::concat("n", i));
+    std::vector<LinkId> up, down, rise, fall;  // rise/fall: [leaf * spines + spine]
+    for (int e = 0; e < endpoints; ++e) {
+      up.push_back(link(e, endpoints + e / per_leaf));
+      down.push_back(link(endpoints + e / per_leaf, e));
+    }
+    for (int l = 0; l < leaves; ++l) {
+      for (int s = 0; s < spines; ++s) {
+        rise.push_back(link(endpoints + l, endpoints + leaves + s));
+        fall.push_back(link(endpoints + leaves + s, endpoints + l));
+      }
+    }
+    const int n_flows = 200 + static_cast<int>(rng() % 600);
+    std::vector<LinkId> arena;
+    std::vector<std::uint32_t> offsets, sizes;
+    for (int f = 0; f < n_flows; ++f) {
+      offsets.push_back(static_cast<std::uint32_t>(arena.size()));
+      const int src = static_cast<int>(rng() % endpoints);
+      int dst = static_cast<int>(rng() % (endpoints - 1));
+      if (dst >= src) ++dst;
+      const int ls = src / per_leaf, ld = dst / per_leaf, s = static_cast<int>(rng() % spines);
+      arena.push_back(up[src]);
+      if (ls != ld) {
+        arena.push_back(rise[ls * spines + s]);
+        arena.push_back(fall[ld * spines + s]);
+      }
+      arena.push_back(down[dst]);
+      sizes.push_back(static_cast<std::uint32_t>(arena.size() - offsets.back()));
+    }
+    detail::FlowSharing sharing(net, arena, offsets, sizes, detail::SharingMode::kIncremental);
+    std::vector<bool> active(n_flows, false);
+    int n_active = 0;
+    const int target = n_flows / 2;
+    double now = 0;
+    for (int op = 0; op < 600; ++op) {
+      const int batch = rng() % 4 == 0 ? 2 + static_cast<int>(rng() % 4) : 1;
+      for (int k = 0; k < batch; ++k) {
+        // Hover around `target` sending flows, one start or end at a time.
+        const bool add = n_active == 0 || (n_active < target ? rng() % 4 != 0 : rng() % 4 == 0);
+        int f = static_cast<int>(rng() % n_flows);
+        while (active[f] == add) f = (f + 1) % n_flows;
+        if (add) {
+          sharing.add(static_cast<std::uint32_t>(f), 1e6, now);
+        } else {
+          sharing.remove(static_cast<std::uint32_t>(f), now);
+        }
+        active[f] = add;
+        n_active += add ? 1 : -1;
+      }
+      sharing.update(now);
+      now += 1e-3;
+      if (op % 20 != 19) continue;
+      std::vector<Path> paths;
+      std::vector<int> ids;
+      for (int f = 0; f < n_flows; ++f) {
+        if (!active[f]) continue;
+        ids.push_back(f);
+        paths.emplace_back(arena.begin() + offsets[f], arena.begin() + offsets[f] + sizes[f]);
+      }
+      const std::vector<double> expected = max_min_rates(capacity, paths);
+      for (std::size_t i = 0; i < ids.size(); ++i) {
+        ASSERT_NEAR(sharing.rate(static_cast<std::uint32_t>(ids[i])), expected[i], 1e-9 * expected[i])
+            << "trial " << trial << " op " << op << " flow " << ids[i];
+      }
+    }
+    EXPECT_EQ(sharing.fallbacks(), 0u) << "trial " << trial;
+  }
+}
+
 // Whole runs: incremental and full re-solving give the same timeline (up to rounding, as
 // the two re-solve different sets and so subtract in different orders).
 TEST(FlowSharing, IncrementalAndFullRunsAgree) {
